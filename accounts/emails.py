@@ -1,0 +1,27 @@
+"""One function per email; none of them ever carries a raw API key."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+
+from .models import ApiKey, Customer
+
+
+def _send(*, to: str, template: str, context: dict) -> None:
+    context = {"site_url": settings.SITE_URL, **context}
+    subject = render_to_string(f"emails/{template}_subject.txt", context).strip()
+    body = render_to_string(f"emails/{template}_body.txt", context)
+    message = EmailMultiAlternatives(subject, body, settings.DEFAULT_FROM_EMAIL, [to])
+    message.attach_alternative(render_to_string(f"emails/{template}_body.html", context), "text/html")
+    message.send()
+
+
+def welcome_email_send(*, customer_id: int) -> None:
+    customer = Customer.objects.select_related("owner", "plan").get(pk=customer_id)
+    _send(to=customer.email, template="welcome", context={"customer": customer})
+
+
+def key_rotated_email_send(*, key_id: int) -> None:
+    key = ApiKey.objects.select_related("customer__owner", "rotated_from").get(pk=key_id)
+    _send(to=key.customer.email, template="key_rotated", context={"key": key, "old": key.rotated_from})

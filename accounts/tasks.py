@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def welcome_email_send(*, customer_id: int) -> None:
+    from .emails import welcome_email_send as send
+
+    send(customer_id=customer_id)
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def key_rotated_email_send(*, key_id: int) -> None:
+    from .emails import key_rotated_email_send as send
+
+    send(key_id=key_id)
+
+
+@shared_task
+def api_keys_expire() -> int:
+    """Stamp revoked_at on keys whose rotation grace period ended, so lists read simply."""
+    from django.db.models import F
+    from django.utils import timezone
+
+    from .models import ApiKey
+
+    return ApiKey.objects.filter(revoked_at__isnull=True, expires_at__lte=timezone.now()).update(
+        revoked_at=F("expires_at")
+    )

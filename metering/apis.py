@@ -1,0 +1,235 @@
+"""The metered /v1 API: one APIView per operation, thin, over the product analyzers."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from plans.models import Product
+
+from .meter import meter_refund
+from .products.errors import ProductInputError
+from .products.geocode import geocode_reverse, geocode_search
+from .products.image import image_analyze
+from .products.text import text_analyze
+from .selectors import usage_summary
+from .throttling import PlanThrottle
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    code = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+def _header(name: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.INT, OpenApiParameter.HEADER, response=True, description=description)
+
+
+METERED_HEADERS = [
+    _header("X-RateLimit-Limit", "Calls allowed per 60-second sliding window (all your keys together)."),
+    _header("X-RateLimit-Remaining", "Calls left in the current window."),
+    _header("X-RateLimit-Reset", "Seconds until the oldest call in the window leaves it."),
+    _header("X-Quota-Limit", "Calls included in your plan this month."),
+    _header("X-Quota-Remaining", "Included calls left this month."),
+    _header("Retry-After", "On 429: seconds to wait before calling again."),
+]
+
+
+def _errors(*codes: int) -> dict:
+    described = {
+        400: "Bad input; `fields` names each problem.",
+        401: "`API key required` or `Invalid API key` (unknown, revoked or expired).",
+        402: "`Payment required`: past due beyond the grace period.",
+        403: "`Account cancelled` or `Your plan does not include this endpoint`.",
+        413: "Payload too large.",
+        429: "`Rate limit exceeded` or `Monthly quota exceeded. Upgrade your plan.`, with Retry-After.",
+        503: "Metering unavailable (only when fail-open is turned off).",
+    }
+    return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
+
+
+METERED_ERRORS = (400, 401, 402, 403, 429, 503)
+
+
+class MeteredApi(APIView):
+    """A billed endpoint: entitlement, then one Lua call, then the usage headers."""
+
+    product: str = ""
+    throttle_classes = [PlanThrottle]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        result = getattr(request, "meter", None)
+        if result is not None:
+            if response.status_code >= 500:
+                meter_refund(result)
+            response["X-RateLimit-Limit"] = result.rate_limit
+            response["X-RateLimit-Remaining"] = result.rate_remaining
+            response["X-RateLimit-Reset"] = result.rate_reset_seconds
+            response["X-Quota-Limit"] = result.quota_limit
+            response["X-Quota-Remaining"] = result.quota_remaining
+        return response
+
+
+class PlaceSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    country_code = serializers.CharField()
+    country = serializers.CharField(allow_null=True)
+    admin1 = serializers.CharField(allow_null=True)
+    lat = serializers.FloatField()
+    lon = serializers.FloatField()
+    population = serializers.IntegerField()
+    timezone = serializers.CharField(allow_null=True)
+
+
+class GeocodeApi(MeteredApi):
+    product = Product.GEOCODE
+
+    class InputSerializer(serializers.Serializer):
+        q = serializers.CharField(max_length=200, trim_whitespace=True)
+        limit = serializers.IntegerField(min_value=1, max_value=20, default=5)
+
+    class OutputSerializer(serializers.Serializer):
+        query = serializers.CharField()
+        results = PlaceSerializer(many=True)
+
+    @extend_schema(
+        operation_id="geocode", parameters=[InputSerializer, *METERED_HEADERS],
+        responses={200: OutputSerializer, **_errors(*METERED_ERRORS)},
+    )
+    def get(self, request):
+        data = _valid(self.InputSerializer, request.query_params)
+        results = geocode_search(query=data["q"], limit=data["limit"])
+        return Response({"query": data["q"], "results": results})
+
+
+class ReverseGeocodeApi(MeteredApi):
+    product = Product.GEOCODE
+
+    class InputSerializer(serializers.Serializer):
+        lat = serializers.FloatField(min_value=-90, max_value=90)
+        lon = serializers.FloatField(min_value=-180, max_value=180)
+        limit = serializers.IntegerField(min_value=1, max_value=20, default=1)
+
+    class OutputSerializer(serializers.Serializer):
+        results = inline_serializer(
+            "ReversePlace", {**PlaceSerializer().fields, "distance_km": serializers.FloatField()}, many=True
+        )
+
+    @extend_schema(
+        operation_id="geocode_reverse", parameters=[InputSerializer, *METERED_HEADERS],
+        responses={200: OutputSerializer, **_errors(*METERED_ERRORS)},
+    )
+    def get(self, request):
+        data = _valid(self.InputSerializer, request.query_params)
+        return Response({"results": geocode_reverse(lat=data["lat"], lon=data["lon"], limit=data["limit"])})
+
+
+class TextAnalyzeApi(MeteredApi):
+    product = Product.TEXT
+    parser_classes = [JSONParser]
+
+    class InputSerializer(serializers.Serializer):
+        text = serializers.CharField(max_length=20_000, trim_whitespace=False)
+
+    class OutputSerializer(serializers.Serializer):
+        sentiment = inline_serializer("Sentiment", {
+            "label": serializers.ChoiceField(["positive", "negative", "neutral"]),
+            "compound": serializers.FloatField(), "pos": serializers.FloatField(),
+            "neu": serializers.FloatField(), "neg": serializers.FloatField(),
+        })
+        counts = inline_serializer("TextCounts", {
+            "characters": serializers.IntegerField(), "words": serializers.IntegerField(),
+            "sentences": serializers.IntegerField(),
+        })
+        keywords = inline_serializer(
+            "Keyword", {"word": serializers.CharField(), "count": serializers.IntegerField()}, many=True
+        )
+
+    @extend_schema(
+        operation_id="text_analyze", request=InputSerializer, parameters=METERED_HEADERS,
+        responses={200: OutputSerializer, **_errors(*METERED_ERRORS, 413)},
+    )
+    def post(self, request):
+        if not isinstance(request.data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Send a JSON object."]})
+        data = _valid(self.InputSerializer, request.data)
+        return Response(text_analyze(text=data["text"]))
+
+
+class ImageAnalyzeApi(MeteredApi):
+    product = Product.IMAGE
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        image = serializers.FileField()
+
+    class OutputSerializer(serializers.Serializer):
+        format = serializers.CharField()
+        width = serializers.IntegerField()
+        height = serializers.IntegerField()
+        mode = serializers.CharField()
+        megapixels = serializers.FloatField()
+        animated = serializers.BooleanField()
+        frames = serializers.IntegerField()
+        dominant_colors = inline_serializer(
+            "DominantColor", {"hex": serializers.CharField(), "share": serializers.FloatField()}, many=True
+        )
+        exif = serializers.DictField()
+
+    @extend_schema(
+        operation_id="image_analyze", request={"multipart/form-data": InputSerializer},
+        parameters=METERED_HEADERS, responses={200: OutputSerializer, **_errors(*METERED_ERRORS, 413)},
+    )
+    def post(self, request):
+        # Refuse an oversized upload before Django spools it to disk.
+        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.IMAGE_MAX_BYTES + 64 * 1024:
+            raise ProductInputError("Image larger than 10 MB", code="image_too_large", status=413, field="image")
+        data = _valid(self.InputSerializer, request.data)
+        upload = data["image"]
+        if upload.size > settings.IMAGE_MAX_BYTES:
+            raise ProductInputError("Image larger than 10 MB", code="image_too_large", status=413, field="image")
+        return Response(image_analyze(
+            data=upload.read(), max_bytes=settings.IMAGE_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS,
+        ))
+
+
+class UsageApi(APIView):
+    """The caller's own usage this period. Neither billed nor rate limited (as GitHub's /rate_limit)."""
+
+    class OutputSerializer(serializers.Serializer):
+        period = serializers.CharField(help_text="YYYY-MM, UTC")
+        plan = serializers.CharField()
+        calls = serializers.IntegerField()
+        included = serializers.IntegerField()
+        remaining = serializers.IntegerField()
+        overage_calls = serializers.IntegerField()
+        rate_limit_per_minute = serializers.IntegerField()
+        by_product = serializers.DictField(child=serializers.IntegerField())
+
+    @extend_schema(operation_id="usage", responses={200: OutputSerializer, **_errors(401, 402, 403)})
+    def get(self, request):
+        config = request.auth
+        summary = usage_summary(customer_id=config.customer_id, day=timezone.now().date())
+        return Response({
+            "period": summary.period,
+            "plan": config.plan_name,
+            "calls": summary.calls,
+            "included": config.included_calls,
+            "remaining": max(0, config.included_calls - summary.calls),
+            "overage_calls": 0 if config.hard_cap else max(0, summary.calls - config.included_calls),
+            "rate_limit_per_minute": config.rate_per_minute,
+            "by_product": summary.by_product,
+        })
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

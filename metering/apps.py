@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class MeteringConfig(AppConfig):
+    name = "metering"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401

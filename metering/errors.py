@@ -1,0 +1,55 @@
+"""Every /v1 error is JSON `{"error": "<message>", "code": "<slug>"}` (DESIGN §4)."""
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import SuspiciousOperation
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .products.errors import ProductInputError
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(message: str, code: str, fields: dict | None = None) -> dict:
+    body = {"error": message, "code": code}
+    if fields:
+        body["fields"] = fields
+    return body
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ProductInputError):
+        fields = {exc.field: [exc.message]} if exc.field else None
+        return Response(error_body(exc.message, exc.code, fields), status=exc.status)
+    if isinstance(exc, SuspiciousOperation):
+        return Response(error_body("Request body too large", "payload_too_large"), status=413)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        # A bug of ours, not the client's input: log it, answer JSON, and the 5xx is refunded.
+        logger.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
+        return Response(error_body("Internal error", "internal_error"), status=500)
+    response.data = _body_for(exc, response.data)
+    return response
+
+
+def _body_for(exc: exceptions.APIException, data) -> dict:
+    if isinstance(exc, exceptions.ValidationError):
+        fields = data if isinstance(data, dict) else {"non_field_errors": data}
+        return error_body("Invalid input", "invalid_input", fields)
+    detail = exc.detail
+    code = getattr(detail, "code", None) or exc.default_code
+    return error_body(str(detail), str(code))
+
+
+def json_not_found(request, exception=None):
+    return JsonResponse(error_body("Not found", "not_found"), status=status.HTTP_404_NOT_FOUND)
+
+
+def json_server_error(request):
+    return JsonResponse(error_body("Internal error", "internal_error"), status=500)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import ApiKey, Customer
+from plans.models import Product
+
+
+class UsageRecord(models.Model):
+    """Billable calls per customer, key, product and UTC day: the source of truth for money."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="usage_records")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records")
+    product = models.CharField(max_length=20, choices=Product.choices)
+    day = models.DateField()
+    calls = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "api_key", "product", "day"], name="one_usage_row", nulls_distinct=False
+            ),
+        ]
+        indexes = [models.Index(fields=["customer", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.day} {self.product}: {self.calls}"
+
+
+class UsageFlush(models.Model):
+    """One applied batch of Redis counters. Its unique id makes a retried flush a no-op."""
+
+    flush_id = models.CharField(max_length=40, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="usage_flushes")
+    calls = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"])]

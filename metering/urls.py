@@ -1,0 +1,14 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import apis
+
+urlpatterns = [
+    path("geocode", apis.GeocodeApi.as_view(), name="geocode"),
+    path("geocode/reverse", apis.ReverseGeocodeApi.as_view(), name="geocode-reverse"),
+    path("text/analyze", apis.TextAnalyzeApi.as_view(), name="text-analyze"),
+    path("image/analyze", apis.ImageAnalyzeApi.as_view(), name="image-analyze"),
+    path("usage", apis.UsageApi.as_view(), name="usage"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]

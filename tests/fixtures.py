@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+from django_redis import get_redis_connection
+from rest_framework.test import APIClient
+
+from accounts.services import api_key_issue
+from metering import connection
+from metering.keyconfig import key_config_forget_local
+
+from .factories import CustomerFactory, seeded_plan
+
+
+@pytest.fixture(autouse=True)
+def clean_redis():
+    """Each test starts with an empty test Redis database and cold in-process caches."""
+    get_redis_connection("default").flushdb()
+    key_config_forget_local()
+    connection.redis_mark_up()
+    yield
+    key_config_forget_local()
+    connection.redis_mark_up()
+
+
+@pytest.fixture
+def free_plan(db):
+    return seeded_plan("free")
+
+
+@pytest.fixture
+def starter_plan(db):
+    return seeded_plan("starter")
+
+
+@pytest.fixture
+def customer(db, starter_plan):
+    return CustomerFactory(plan=starter_plan)
+
+
+@pytest.fixture
+def free_customer(db, free_plan):
+    return CustomerFactory(plan=free_plan)
+
+
+@pytest.fixture
+def api_key(customer):
+    """An IssuedKey: `.raw` is the key the customer would paste, `.key` the stored row."""
+    return api_key_issue(customer=customer, name="test key")
+
+
+@pytest.fixture
+def client_with_key(api_key):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.raw}")
+    return client
