@@ -21,6 +21,15 @@ from .selectors import usage_summary
 from .throttling import PlanThrottle
 
 
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of quietly turning them into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField()
     code = serializers.CharField()
@@ -136,7 +145,7 @@ class TextAnalyzeApi(MeteredApi):
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
-        text = serializers.CharField(max_length=20_000, trim_whitespace=False)
+        text = StrictCharField(max_length=20_000, trim_whitespace=False)
 
     class OutputSerializer(serializers.Serializer):
         sentiment = inline_serializer("Sentiment", {

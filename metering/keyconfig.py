@@ -45,9 +45,13 @@ class KeyConfig:
     hard_cap: bool
     entitlements: tuple[str, ...]
     expires_at: float | None  # epoch seconds; rotated keys stop at their grace end
+    payment_due_at: float | None = None  # epoch seconds; past-due grace ends, then 402
 
     def is_expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (now or time.time()) >= self.expires_at
+
+    def payment_overdue(self, now: float | None = None) -> bool:
+        return self.payment_due_at is not None and (now or time.time()) >= self.payment_due_at
 
 
 _local: dict[str, tuple[KeyConfig | None, float]] = {}
@@ -113,7 +117,7 @@ def _from_redis(digest: str) -> KeyConfig | None:
 
 def _build(key: ApiKey) -> KeyConfig:
     customer = key.customer
-    plan, access = _effective_plan(customer)
+    plan, access, payment_due_at = _effective_plan(customer)
     return KeyConfig(
         key_id=key.pk,
         customer_id=customer.pk,
@@ -125,16 +129,19 @@ def _build(key: ApiKey) -> KeyConfig:
         hard_cap=plan.hard_cap,
         entitlements=tuple(plan.entitlements),
         expires_at=key.expires_at.timestamp() if key.expires_at else None,
+        payment_due_at=payment_due_at,
     )
 
 
-def _effective_plan(customer: Customer) -> tuple[Plan, str]:
+def _effective_plan(customer: Customer) -> tuple[Plan, str, float | None]:
     if customer.status == Customer.Status.CANCELLED:
-        return customer.plan, Access.CANCELLED
+        return customer.plan, Access.CANCELLED, None
     if customer.status == Customer.Status.PAST_DUE:
         grace_end = (customer.past_due_since or timezone.now()) + timedelta(days=settings.BILLING_GRACE_DAYS)
         if timezone.now() >= grace_end:
-            return customer.plan, Access.PAYMENT_REQUIRED
-        # During the grace period the customer keeps serving, at the default plan's limits.
-        return Plan.objects.filter(is_default=True).first() or customer.plan, Access.OK
-    return customer.plan, Access.OK
+            return customer.plan, Access.PAYMENT_REQUIRED, None
+        # During the grace period the customer keeps serving, at the default plan's limits;
+        # the deadline travels with the cached config so no cache can outlive it.
+        fallback = Plan.objects.filter(is_default=True).first() or customer.plan
+        return fallback, Access.OK, grace_end.timestamp()
+    return customer.plan, Access.OK, None

@@ -35,7 +35,7 @@ def access_check(config: KeyConfig | None, product: str | None) -> KeyConfig:
         raise InvalidApiKey()
     if config.access == Access.CANCELLED:
         raise AccountCancelled()
-    if config.access == Access.PAYMENT_REQUIRED:
+    if config.access == Access.PAYMENT_REQUIRED or config.payment_overdue():
         raise PaymentRequired()
     if product is not None and product not in config.entitlements:
         raise NotEntitled()

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone as dt_timezone
 
 from django.db import IntegrityError, connection as db, transaction
+from django.db.models import F, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from accounts.models import ApiKey, Customer
@@ -140,16 +143,10 @@ def _keys_touch(touches: dict[int, tuple[int, datetime]]) -> None:
 
 
 def db_greatest_zero(field: str, delta: int):
-    from django.db.models import F, Value
-    from django.db.models.functions import Greatest
-
     return Greatest(F(field) + Value(delta), Value(0))
 
 
 def db_latest(field: str, when: datetime):
-    from django.db.models import F, Value
-    from django.db.models.functions import Coalesce, Greatest
-
     return Greatest(Coalesce(F(field), Value(when)), Value(when))
 
 
@@ -157,9 +154,12 @@ def customer_config_bump(*, customer_ids: list[int]) -> None:
     """Raise the customers' config version; after commit, tell Redis so every worker reloads."""
     if not customer_ids:
         return
-    from django.db.models import F
-
-    Customer.objects.filter(pk__in=customer_ids).update(config_version=F("config_version") + 1)
+    # The database clock in microseconds (or +1 if that is not ahead): a save() that wrote
+    # back a stale in-memory version still ends up with a newer one.
+    Customer.objects.filter(pk__in=customer_ids).update(config_version=Greatest(
+        F("config_version") + 1,
+        RawSQL("(extract(epoch from clock_timestamp()) * 1000000)::bigint", []),
+    ))
     transaction.on_commit(lambda: _versions_publish(customer_ids))
 
 
