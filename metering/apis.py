@@ -4,7 +4,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -100,10 +102,12 @@ class PlaceSerializer(serializers.Serializer):
 class GeocodeApi(MeteredApi):
     product = Product.GEOCODE
 
+    @extend_schema_serializer(component_name="GeocodeInput")
     class InputSerializer(serializers.Serializer):
         q = serializers.CharField(max_length=200, trim_whitespace=True)
         limit = serializers.IntegerField(min_value=1, max_value=20, default=5)
 
+    @extend_schema_serializer(component_name="GeocodeOutput")
     class OutputSerializer(serializers.Serializer):
         query = serializers.CharField()
         results = PlaceSerializer(many=True)
@@ -121,11 +125,13 @@ class GeocodeApi(MeteredApi):
 class ReverseGeocodeApi(MeteredApi):
     product = Product.GEOCODE
 
+    @extend_schema_serializer(component_name="ReverseGeocodeInput")
     class InputSerializer(serializers.Serializer):
         lat = serializers.FloatField(min_value=-90, max_value=90)
         lon = serializers.FloatField(min_value=-180, max_value=180)
         limit = serializers.IntegerField(min_value=1, max_value=20, default=1)
 
+    @extend_schema_serializer(component_name="ReverseGeocodeOutput")
     class OutputSerializer(serializers.Serializer):
         results = inline_serializer(
             "ReversePlace", {**PlaceSerializer().fields, "distance_km": serializers.FloatField()}, many=True
@@ -144,9 +150,11 @@ class TextAnalyzeApi(MeteredApi):
     product = Product.TEXT
     parser_classes = [JSONParser]
 
+    @extend_schema_serializer(component_name="TextAnalyzeInput")
     class InputSerializer(serializers.Serializer):
         text = StrictCharField(max_length=20_000, trim_whitespace=False)
 
+    @extend_schema_serializer(component_name="TextAnalyzeOutput")
     class OutputSerializer(serializers.Serializer):
         sentiment = inline_serializer("Sentiment", {
             "label": serializers.ChoiceField(["positive", "negative", "neutral"]),
@@ -176,9 +184,11 @@ class ImageAnalyzeApi(MeteredApi):
     product = Product.IMAGE
     parser_classes = [MultiPartParser]
 
+    @extend_schema_serializer(component_name="ImageAnalyzeInput")
     class InputSerializer(serializers.Serializer):
         image = serializers.FileField()
 
+    @extend_schema_serializer(component_name="ImageAnalyzeOutput")
     class OutputSerializer(serializers.Serializer):
         format = serializers.CharField()
         width = serializers.IntegerField()
@@ -212,6 +222,7 @@ class ImageAnalyzeApi(MeteredApi):
 class UsageApi(APIView):
     """The caller's own usage this period. Neither billed nor rate limited (as GitHub's /rate_limit)."""
 
+    @extend_schema_serializer(component_name="UsageOutput")
     class OutputSerializer(serializers.Serializer):
         period = serializers.CharField(help_text="YYYY-MM, UTC")
         plan = serializers.CharField()

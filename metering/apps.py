@@ -5,4 +5,4 @@ class MeteringConfig(AppConfig):
     name = "metering"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401
+        from . import schema, signals  # noqa: F401

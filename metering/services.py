@@ -38,8 +38,7 @@ def usage_add(
 ) -> None:
     """Count calls straight into Postgres (fail-open path and refunds of those calls)."""
     with transaction.atomic():
-        with db.cursor() as cursor:
-            cursor.execute(_UPSERT, [customer_id, key_id, product, day, calls, timezone.now()])
+        _rows_upsert(customer_id, {(key_id, product, day): calls})
         if key_id is not None and calls > 0:
             _keys_touch({key_id: (calls, last_used or timezone.now())})
 
@@ -122,16 +121,23 @@ def usage_batch_release(*, customer_id: int, flush_id: str) -> None:
     )
 
 
-def _rows_upsert(customer_id: int, rows: dict[tuple[int, str, str], int]) -> None:
-    known = set(ApiKey.objects.filter(pk__in={k for k, _, _ in rows}).values_list("pk", flat=True))
+def _rows_upsert(customer_id: int, rows: dict[tuple[int | None, str, date | str], int]) -> None:
+    known = set(ApiKey.objects.filter(pk__in={k for k, _, _ in rows if k}).values_list("pk", flat=True))
     now = timezone.now()
     params = [
         [customer_id, key_id if key_id in known else None, product, day, calls, now]
         for (key_id, product, day), calls in rows.items() if calls
     ]
-    if params:
+    # Postgres checks `calls >= 0` on the proposed row even when it conflicts, so
+    # refunds (negative deltas) go through a plain UPDATE of the row they took from.
+    added = [p for p in params if p[4] > 0]
+    if added:
         with db.cursor() as cursor:
-            cursor.executemany(_UPSERT, params)
+            cursor.executemany(_UPSERT, added)
+    for customer, key_id, product, day, calls, _ in (p for p in params if p[4] < 0):
+        UsageRecord.objects.filter(customer_id=customer, api_key_id=key_id, product=product, day=day).update(
+            calls=db_greatest_zero("calls", calls), updated_at=now
+        )
 
 
 def _keys_touch(touches: dict[int, tuple[int, datetime]]) -> None:

@@ -23,8 +23,9 @@ import math
 import threading
 import unicodedata
 from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from metering.products.errors import ProductInputError
 
@@ -155,14 +156,18 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 def _validate_query(query: object) -> str:
     if not isinstance(query, str) or not query.strip():
-        raise ProductInputError("Query must be a non-empty string.", code="invalid_query", field="q")
+        raise ProductInputError(
+            "Query must be a non-empty string.", code="invalid_query", field="q"
+        )
     if len(query) > MAX_QUERY_LENGTH:
         raise ProductInputError(
             f"Query must be at most {MAX_QUERY_LENGTH} characters.", code="invalid_query", field="q"
         )
     key = normalize_name(query)
     if not key:  # e.g. only combining marks: nothing left to match on
-        raise ProductInputError("Query has no searchable characters.", code="invalid_query", field="q")
+        raise ProductInputError(
+            "Query has no searchable characters.", code="invalid_query", field="q"
+        )
     return key
 
 
@@ -170,7 +175,9 @@ def _validate_limit(limit: object) -> int:
     # bool is an int subclass; "limit=True" is a caller bug, not 1.
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise ProductInputError(
-            f"limit must be an integer between 1 and {MAX_LIMIT}.", code="invalid_limit", field="limit"
+            f"limit must be an integer between 1 and {MAX_LIMIT}.",
+            code="invalid_limit",
+            field="limit",
         )
     return limit
 
@@ -308,7 +315,9 @@ def _ring_cells(center: tuple[int, int], radius: int) -> Iterator[tuple[int, int
 
 def _ring_candidates(index: _Index, lat: float, lon: float, limit: int) -> list[int]:
     """Expand rings of cells until ``limit`` cities are seen (else scan all)."""
-    center, seen_cells, found = _cell_of(lat, lon), set(), []
+    center = _cell_of(lat, lon)
+    seen_cells: set[tuple[int, int]] = set()
+    found: list[int] = []
     for radius in range(MAX_RING + 1):
         for cell in _ring_cells(center, radius):
             if cell not in seen_cells:  # wrapped rings revisit cells

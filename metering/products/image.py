@@ -132,7 +132,10 @@ def _check_declared_size(data: object, max_bytes: int) -> None:
 
 def _too_large(max_bytes: int) -> ProductInputError:
     return ProductInputError(
-        f"Image is larger than {max_bytes} bytes.", code="image_too_large", status=413, field="image"
+        f"Image is larger than {max_bytes} bytes.",
+        code="image_too_large",
+        status=413,
+        field="image",
     )
 
 
@@ -203,12 +206,17 @@ def _dominant_colors(img: Image.Image) -> list[dict[str, Any]]:
     opaque = sample.getchannel("A").tobytes()
     # One byte per pixel in mode "P"; skip (mostly) transparent pixels, whose
     # RGB is invisible and often arbitrary black.
-    counts = Counter(idx for idx, alpha in zip(quantized.tobytes(), opaque) if alpha >= 128)
+    counts = Counter(
+        idx for idx, alpha in zip(quantized.tobytes(), opaque, strict=True) if alpha >= 128
+    )
     merged = _merge_similar(
         [(tuple(palette[3 * idx : 3 * idx + 3]), n) for idx, n in counts.most_common()]
     )
     total = sum(n for _, n in merged)
-    return [{"hex": "#%02x%02x%02x" % rgb, "share": round(n / total, 3)} for rgb, n in merged[:MAX_COLORS]]
+    return [
+        {"hex": "#{:02x}{:02x}{:02x}".format(*rgb), "share": round(n / total, 3)}
+        for rgb, n in merged[:MAX_COLORS]
+    ]
 
 
 def _sample_rgba(img: Image.Image) -> Image.Image:
@@ -295,7 +303,7 @@ def _gps(gps: dict[int, Any]) -> dict[str, float]:
 def _dms_to_degrees(dms: object, ref: object, negative_ref: str, bound: float) -> float | None:
     """(degrees, minutes, seconds) rationals + hemisphere ref -> signed float."""
     try:
-        degrees, minutes, seconds = (float(part) for part in dms)  # type: ignore[union-attr]
+        degrees, minutes, seconds = (float(part) for part in dms)  # type: ignore[attr-defined]
     except (TypeError, ValueError, ZeroDivisionError):
         return None
     value = degrees + minutes / 60 + seconds / 3600

@@ -144,7 +144,9 @@ def test_reverse_near_antimeridian_finds_suva() -> None:
     assert all(r["distance_km"] < 300 for r in across)
 
 
-@pytest.mark.parametrize(("lat", "lon"), [(90, 0), (-90, 0), (89.99, 179.99), (-89.5, -180), (0, 180)])
+@pytest.mark.parametrize(
+    ("lat", "lon"), [(90, 0), (-90, 0), (89.99, 179.99), (-89.5, -180), (0, 180)]
+)
 def test_reverse_extreme_coordinates_do_not_crash(lat: float, lon: float) -> None:
     results = geocode_reverse(lat=lat, lon=lon, limit=2)
     assert len(results) == 2
@@ -177,7 +179,11 @@ def test_reverse_matches_brute_force() -> None:
 def test_reverse_rejects_invalid_coordinates(lat: object, lon: object, field: str) -> None:
     with pytest.raises(ProductInputError) as exc:
         geocode_reverse(lat=lat, lon=lon)  # type: ignore[arg-type]
-    assert (exc.value.code, exc.value.field, exc.value.status) == ("invalid_coordinates", field, 400)
+    assert (exc.value.code, exc.value.field, exc.value.status) == (
+        "invalid_coordinates",
+        field,
+        400,
+    )
 
 
 def test_haversine_known_distance() -> None:
@@ -234,7 +240,8 @@ def test_keywords_exclude_stopwords_and_short_words() -> None:
 
 
 def test_keywords_top_ten_sorted_by_count_then_word() -> None:
-    text = " ".join(f"{w} " * n for n, w in enumerate("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split(), 1))
+    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()  # noqa: SIM905
+    text = " ".join(f"{word} " * n for n, word in enumerate(words, 1))
     keywords = text_analyze(text=text)["keywords"]
     assert len(keywords) == 10
     assert keywords[0] == {"word": "lima", "count": 12}
@@ -257,7 +264,16 @@ def test_text_too_long_is_413() -> None:
 
 
 def test_text_odd_unicode_does_not_crash() -> None:
-    for text in ["\x00", "a\x00b", "\ud800 lone surrogate", "😀😀 great", "e\u0301te\u0301", "\u202e\u200b", "中文。测试！"]:
+    odd = [
+        "\x00",
+        "a\x00b",
+        "\ud800 lone",
+        "😀😀 great",
+        "e\u0301te\u0301",
+        "\u202e\u200b",
+        "中文。测试！",
+    ]
+    for text in odd:
         result = text_analyze(text=text)
         assert result["counts"]["sentences"] >= 1
 
@@ -390,7 +406,11 @@ def test_image_over_max_pixels_refused_before_decoding() -> None:
     data = _encode(Image.new("1", (7000, 7000)), "PNG")
     with pytest.raises(ProductInputError) as exc:
         image_analyze(data=data)
-    assert (exc.value.code, exc.value.field, exc.value.status) == ("image_too_many_pixels", "image", 413)
+    assert (exc.value.code, exc.value.field, exc.value.status) == (
+        "image_too_many_pixels",
+        "image",
+        413,
+    )
 
 
 def test_image_custom_max_pixels() -> None:
@@ -432,7 +452,11 @@ def test_image_over_max_bytes_is_413() -> None:
     for payload in (data, io.BytesIO(data)):
         with pytest.raises(ProductInputError) as exc:
             image_analyze(data=payload, max_bytes=len(data) - 1)
-        assert (exc.value.code, exc.value.field, exc.value.status) == ("image_too_large", "image", 413)
+        assert (exc.value.code, exc.value.field, exc.value.status) == (
+            "image_too_large",
+            "image",
+            413,
+        )
     assert image_analyze(data=data, max_bytes=len(data))["format"] == "PNG"
 
 

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.forms import AuthenticationForm, UsernameField
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.forms.utils import ErrorDict
+
+from plans.models import Plan
+from plans.selectors import plans_public
+
+User = get_user_model()
+# Usernames are the lowercased email, so an email longer than the username column
+# would fail in the database instead of in the form.
+EMAIL_MAX_LENGTH = User._meta.get_field("username").max_length
+COMPANY_MAX_LENGTH = 100
+
+
+def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
+    """Attach a service's ValidationError to the form: per field where the form has it."""
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc)
+        return
+    for field, errors in exc.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+class RateLimitedFormMixin:
+    """A form that, when told the client is over its attempt limit, fails with only that.
+
+    Skipping the other checks matters: a limited client must learn nothing more, neither
+    whether a password is right nor whether an email is taken.
+    """
+
+    def __init__(self, *args, rate_limit_message: str = "", **kwargs):
+        self.rate_limit_message = rate_limit_message
+        super().__init__(*args, **kwargs)
+
+    @property
+    def is_rate_limited(self) -> bool:
+        return bool(self.rate_limit_message) and self.is_bound
+
+    def full_clean(self) -> None:
+        if not self.is_rate_limited:
+            super().full_clean()
+            return
+        self._errors = ErrorDict()
+        self.cleaned_data = {}
+        self.add_error(None, ValidationError(self.rate_limit_message, code="rate_limited"))
+
+
+class PlanChoiceField(forms.ModelChoiceField):
+    widget = forms.RadioSelect
+
+
+class SignupForm(RateLimitedFormMixin, forms.Form):
+    email = forms.EmailField(
+        max_length=EMAIL_MAX_LENGTH, widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
+    )
+    company = forms.CharField(
+        max_length=COMPANY_MAX_LENGTH, widget=forms.TextInput(attrs={"autocomplete": "organization"}),
+        error_messages={"required": "Tell us the name of your company or project."},
+    )
+    password = forms.CharField(
+        strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+    plan = PlanChoiceField(
+        queryset=Plan.objects.none(), to_field_name="slug", empty_label=None,
+        error_messages={
+            "required": "Choose a plan.",
+            "invalid_choice": "That plan is not available. Choose one of the plans below.",
+        },
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Evaluated per form, so a plan staff just unpublished is refused at once.
+        self.fields["plan"].queryset = plans_public()
+
+    def clean_email(self) -> str:
+        email = User.objects.normalize_email(self.cleaned_data["email"])
+        if User.objects.filter(Q(email__iexact=email) | Q(username=email.lower())).exists():
+            raise ValidationError("An account with this email already exists. Log in instead?", code="taken")
+        return email
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        password = cleaned.get("password")
+        if password:
+            email = cleaned.get("email") or self.data.get("email", "")
+            # The would-be user, so the similarity check can compare with the email.
+            candidate = User(username=str(email).lower(), email=email)
+            try:
+                password_validation.validate_password(password, user=candidate)
+            except ValidationError as exc:
+                self.add_error("password", exc)
+        return cleaned
+
+
+class EmailAuthenticationForm(RateLimitedFormMixin, AuthenticationForm):
+    username = UsernameField(
+        label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
+    )
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "That email and password do not match an account.",
+    }
+
+    def clean_username(self) -> str:
+        # Usernames are stored as the lowercased email.
+        return self.cleaned_data["username"].strip().lower()

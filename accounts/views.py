@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from plans.selectors import plans_public
+
+from .forms import EmailAuthenticationForm, SignupForm, add_service_errors
+from .ratelimit import Attempt, attempt_count, client_ip
+from .reveal import reveal_render, reveal_stash
+from .selectors import customer_for_user
+from .services import customer_signup
+
+SIGNUP_WINDOW_SECONDS = 60 * 60
+LOGIN_WINDOW_SECONDS = 15 * 60
+
+
+def _attempt(request: HttpRequest, *, scope: str, limit: int, window_seconds: int) -> Attempt:
+    return attempt_count(scope=scope, ident=client_ip(request), limit=limit, window_seconds=window_seconds)
+
+
+def _limit_message(attempt: Attempt, what: str) -> str:
+    if not attempt.limited:
+        return ""
+    minutes = attempt.retry_minutes
+    return f"Too many {what} from your network. Please try again in {minutes} minute{'s' if minutes > 1 else ''}."
+
+
+def _as_limited(response: HttpResponse, attempt: Attempt) -> HttpResponse:
+    response.status_code = 429
+    response["Retry-After"] = str(attempt.retry_after)
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _signup_page(request)
+    attempt = _attempt(
+        request, scope="signup", limit=settings.SIGNUPS_PER_HOUR_PER_IP, window_seconds=SIGNUP_WINDOW_SECONDS
+    )
+    form = SignupForm(request.POST, rate_limit_message=_limit_message(attempt, "sign-ups"))
+    if form.is_valid():
+        response = _signup_complete(request, form)
+        if response is not None:
+            return response
+    response = render(request, "accounts/signup.html", {"form": form})
+    return _as_limited(response, attempt) if form.is_rate_limited else response
+
+
+def _signup_page(request: HttpRequest) -> HttpResponse:
+    requested = request.GET.get("plan", "").strip()
+    known = bool(requested) and plans_public().filter(slug=requested).exists()
+    form = SignupForm(initial={"plan": requested} if known else {})
+    context = {"form": form, "unknown_plan": requested if requested and not known else ""}
+    return render(request, "accounts/signup.html", context)
+
+
+def _signup_complete(request: HttpRequest, form: SignupForm) -> HttpResponse | None:
+    """Create the account, sign in, and stash the key; None (with form errors) if refused."""
+    data = form.cleaned_data
+    try:
+        result = customer_signup(
+            email=data["email"], company=data["company"], password=data["password"], plan=data["plan"]
+        )
+    except ValidationError as exc:
+        add_service_errors(form, exc)
+        return None
+    except IntegrityError:
+        # Two signups for one email raced past the check; the unique username stopped one.
+        form.add_error("email", "An account with this email already exists. Log in instead?")
+        return None
+    login(request, result.customer.owner)
+    response = redirect("signup-welcome")
+    reveal_stash(request, response, raw=result.issued.raw, name=result.issued.key.name)
+    return response
+
+
+@login_required
+def signup_welcome(request: HttpRequest) -> HttpResponse:
+    context = {
+        "customer": customer_for_user(request.user),
+        "geocode_url": request.build_absolute_uri(reverse("geocode")) + "?q=Paris",
+    }
+    return reveal_render(request, "accounts/welcome.html", context)
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    authentication_form = EmailAuthenticationForm
+    redirect_authenticated_user = True
+    attempt = Attempt(limited=False)
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        # Every POST counts, right or wrong: that is what slows down password guessing.
+        self.attempt = _attempt(
+            request, scope="login", limit=settings.LOGINS_PER_15_MIN_PER_IP, window_seconds=LOGIN_WINDOW_SECONDS
+        )
+        return super().post(request, *args, **kwargs)
+
+    def get_form_kwargs(self) -> dict:
+        return {**super().get_form_kwargs(), "rate_limit_message": _limit_message(self.attempt, "sign-in attempts")}
+
+    def form_invalid(self, form: EmailAuthenticationForm) -> HttpResponse:
+        response = super().form_invalid(form)
+        return _as_limited(response, self.attempt) if form.is_rate_limited else response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    template_name = "accounts/password_reset_form.html"
+    subject_template_name = "emails/password_reset_subject.txt"
+    email_template_name = "emails/password_reset_body.txt"
+    html_email_template_name = "emails/password_reset_body.html"
+
+    @property
+    def extra_email_context(self) -> dict:
+        # Links use the configured site URL, not the request's Host header: a forged Host
+        # must never end up in a reset link (the classic reset-poisoning attack).
+        return {"site_url": settings.SITE_URL.rstrip("/")}

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from functools import wraps
+from typing import Callable
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from accounts.forms import add_service_errors
+from accounts.models import ApiKey, Customer
+from accounts.reveal import reveal_render, reveal_stash
+from accounts.selectors import api_key_for_customer, customer_for_user
+from accounts.services import api_key_issue, api_key_revoke, api_key_rotate
+
+from .forms import ApiKeyCreateForm, ApiKeyRotateForm
+from .selectors import key_rows, usage_this_period
+
+CustomerView = Callable[..., HttpResponse]
+
+
+def customer_required(view: CustomerView) -> CustomerView:
+    """Signed in and owning a customer; passes it on. Staff without one get a friendly page."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        customer = customer_for_user(request.user)
+        if customer is None:
+            return render(request, "dashboard/no_customer.html")
+        return view(request, customer, *args, **kwargs)
+
+    return wrapper
+
+
+def _own_key(customer: Customer, key_id: int) -> ApiKey:
+    key = api_key_for_customer(customer=customer, key_id=key_id)
+    if key is None:
+        raise Http404("No such key")
+    return key
+
+
+@customer_required
+def portal(request: HttpRequest, customer: Customer) -> HttpResponse:
+    context = {
+        "customer": customer,
+        "usage": usage_this_period(customer=customer),
+        "active_keys": customer.api_keys.active().count(),
+    }
+    return render(request, "dashboard/portal.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@customer_required
+def keys(request: HttpRequest, customer: Customer) -> HttpResponse:
+    form = ApiKeyCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            issued = api_key_issue(customer=customer, name=form.cleaned_data["name"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Key “{issued.key.name}” created.")
+            response = redirect("portal-keys")
+            reveal_stash(request, response, raw=issued.raw, name=issued.key.name)
+            return response
+    return _keys_page(request, customer, form)
+
+
+def _keys_page(request: HttpRequest, customer: Customer, form: ApiKeyCreateForm) -> HttpResponse:
+    context = {
+        "customer": customer,
+        "rows": key_rows(customer=customer),
+        "form": form,
+        "active_keys": customer.api_keys.active().count(),
+        "max_keys": settings.MAX_ACTIVE_KEYS,
+    }
+    return reveal_render(request, "dashboard/keys.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@customer_required
+def key_revoke(request: HttpRequest, customer: Customer, key_id: int) -> HttpResponse:
+    key = _own_key(customer, key_id)
+    if request.method == "GET":
+        return render(request, "dashboard/key_revoke.html", {"key": key, "active": key.is_active()})
+    if key.revoked_at is not None:
+        messages.info(request, f"Key “{key.name}” was already revoked.")
+    else:
+        api_key_revoke(key=key)
+        messages.success(request, f"Key “{key.name}” revoked. Calls with it are refused from now on.")
+    return redirect("portal-keys")
+
+
+@require_http_methods(["GET", "POST"])
+@customer_required
+def key_rotate(request: HttpRequest, customer: Customer, key_id: int) -> HttpResponse:
+    key = _own_key(customer, key_id)
+    form = ApiKeyRotateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            issued = api_key_rotate(key=key, grace_days=form.cleaned_data["grace_days"])
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Key “{key.name}” rotated.")
+            response = redirect("portal-keys")
+            reveal_stash(request, response, raw=issued.raw, name=issued.key.name)
+            return response
+    context = {"key": key, "form": form, "active": key.is_active()}
+    return render(request, "dashboard/key_rotate.html", context)
