@@ -35,7 +35,13 @@ test: install e2e-deps
 	$(BIN)/python -m config.embedded --dir var/test --ephemeral -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m config.embedded --dir var/bench --ephemeral -- $(BIN)/python bench/hotpath.py
+
+# A longer schemathesis pass than the one the test suite runs.
+fuzz: install
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/python -m config.embedded --dir var/test --ephemeral -- \
+		$(BIN)/python -m pytest metering/tests/test_schema_fuzz.py
 
 clean:
 	rm -rf var/test var/bench .pytest_cache

@@ -1,0 +1,118 @@
+"""Hot-path benchmark: bare DRF view vs metered view vs the seed's per-call sequence.
+
+    make bench            (or: python bench/hotpath.py with DATABASE_URL/REDIS_URL set)
+
+Starts gunicorn on this machine's loopback, drives it with wrk, and prints req/s, p50, p99
+and the ratios, all measured side by side in one run. Rounds alternate the endpoints so a
+noisy neighbour hurts each of them alike; the median round counts.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+
+DURATION = os.environ.get("BENCH_SECONDS", "8")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "16")
+SERVERS = {
+    "gunicorn sync -w 2": ["--workers", "2", "--worker-class", "sync"],
+    "gunicorn sync -w 4": ["--workers", "4", "--worker-class", "sync"],
+    "gunicorn gthread -w 2 -t 4": ["--workers", "2", "--worker-class", "gthread", "--threads", "4"],
+}
+if os.environ.get("BENCH_SERVERS"):
+    SERVERS = {name: SERVERS[name] for name in os.environ["BENCH_SERVERS"].split(",")}
+
+
+def setup() -> str:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from accounts.services import api_key_issue
+    from plans.models import Plan
+    from tests.factories import CustomerFactory
+
+    plan, _ = Plan.objects.update_or_create(slug="bench", defaults=dict(
+        name="Bench", price=0, included_calls=10**12, rate_per_minute=10**9, is_public=False,
+        entitlements=["geocode"]))
+    owner = f"bench-{os.urandom(6).hex()}@example.com"
+    return api_key_issue(customer=CustomerFactory(plan=plan, owner__email=owner), name="bench").raw
+
+
+def wrk(url: str, raw: str) -> dict:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency", "-H", f"X-API-Key: {raw}", url],
+        capture_output=True, text=True, check=True).stdout
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise SystemExit(f"{url} answered {non2xx.group(1)} errors:\n{out}")
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+            "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))}
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def serve(args: list[str], port: int) -> subprocess.Popen:
+    from tests.servers import _wait_for_port
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--log-level", "error",
+         *args], cwd=ROOT, start_new_session=True, env={**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"})
+    _wait_for_port(port, process)
+    return process
+
+
+def measure(server: str, raw: str, paths: list[str]) -> dict[str, dict]:
+    from tests.servers import free_port, stop
+
+    port = free_port()
+    process = serve(SERVERS[server], port)
+    try:
+        for path in paths:  # warm-up: imports, key cache, script load
+            wrk_quick = ["wrk", "-t1", "-c4", "-d1s", "-H", f"X-API-Key: {raw}", f"http://127.0.0.1:{port}{path}"]
+            subprocess.run(wrk_quick, capture_output=True, check=True)
+        runs = {path: [] for path in paths}
+        for _ in range(ROUNDS):
+            for path in paths:
+                runs[path].append(wrk(f"http://127.0.0.1:{port}{path}", raw))
+        return {path: {k: statistics.median(r[k] for r in results) for k in ("rps", "p50", "p99")}
+                for path, results in runs.items()}
+    finally:
+        stop(process)
+
+
+def main() -> None:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: apt-get install wrk")
+    raw = setup()
+    print(f"{ROUNDS} rounds x {DURATION}s, wrk -t2 -c{CONNECTIONS}, on {os.cpu_count()} cores (median round)\n")
+    print(f"{'server':28} {'endpoint':16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    results = {}
+    for server in SERVERS:
+        results[server] = measure(server, raw, ["/bench/bare", "/bench/metered", "/bench/seed"])
+        for path, r in results[server].items():
+            print(f"{server:28} {path:16} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f}")
+    print()
+    for server, r in results.items():
+        bare, metered, seed = (r[p]["rps"] for p in ("/bench/bare", "/bench/metered", "/bench/seed"))
+        print(f"{server}: metered/bare = {metered / bare:.2f}x (target >= 0.70), "
+              f"metered/seed = {metered / seed:.2f}x (target >= 1.5)")
+
+
+if __name__ == "__main__":
+    main()
