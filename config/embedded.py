@@ -115,6 +115,11 @@ class EmbeddedRedis:
 
 def run(command: list[str], *, root: Path, persistent: bool) -> int:
     env = dict(os.environ)
+    # Importing the `config` package to reach this module set the default settings module;
+    # passing it on would override pytest's own choice (config.test_settings). Every entry
+    # point falls back to this default anyway.
+    if env.get("DJANGO_SETTINGS_MODULE") == "config.settings":
+        del env["DJANGO_SETTINGS_MODULE"]
     started: list = []
     try:
         if not env.get("DATABASE_URL"):
