@@ -104,14 +104,15 @@ def main() -> None:
     print(f"{'server':28} {'endpoint':16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     results = {}
     for server in SERVERS:
-        results[server] = measure(server, raw, ["/bench/bare", "/bench/metered", "/bench/seed"])
+        results[server] = measure(server, raw, ["/bench/bare", "/bench/ping", "/bench/metered", "/bench/seed"])
         for path, r in results[server].items():
             print(f"{server:28} {path:16} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f}")
     print()
     for server, r in results.items():
-        bare, metered, seed = (r[p]["rps"] for p in ("/bench/bare", "/bench/metered", "/bench/seed"))
+        bare, ping, metered, seed = (r[p]["rps"] for p in ("/bench/bare", "/bench/ping", "/bench/metered", "/bench/seed"))
         print(f"{server}: metered/bare = {metered / bare:.2f}x (target >= 0.70), "
-              f"metered/seed = {metered / seed:.2f}x (target >= 1.5)")
+              f"metered/seed = {metered / seed:.2f}x (target >= 1.5), "
+              f"bare+1 PING/bare = {ping / bare:.2f}x (floor for one round trip)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,14 @@ class MeteredBenchApi(MeteredApi):
         return Response(BODY)
 
 
+class OneRoundTripApi(BareApi):
+    """The bare view plus one Redis PING: the floor for any limiter that asks Redis per call."""
+
+    def get(self, request):
+        get_redis_connection("default").ping()
+        return Response(BODY)
+
+
 class SeedSequenceApi(APIView):
     """The seed design, per call: 1 SQL key lookup and 5 separate Redis round trips."""
 
@@ -57,4 +65,5 @@ urlpatterns = [
     path("bench/bare", BareApi.as_view()),
     path("bench/metered", MeteredBenchApi.as_view()),
     path("bench/seed", SeedSequenceApi.as_view()),
+    path("bench/ping", OneRoundTripApi.as_view()),
 ]

@@ -36,9 +36,19 @@ def redis_mark_up() -> None:
 
 @cache
 def script(name: str):
-    """A registered Lua script: EVALSHA, reloaded by redis-py on NOSCRIPT."""
+    """A registered Lua script: EVALSHA, reloaded by redis-py on NOSCRIPT (for pipelines)."""
     source = (Path(__file__).parent / "lua" / f"{name}.lua").read_text()
     return redis_client().register_script(source)
+
+
+def run_script(client: redis.Redis, name: str, keys: tuple, args: tuple):
+    """EVALSHA straight on the client; on NOSCRIPT (a restarted or flushed Redis) load it once."""
+    lua = script(name)
+    try:
+        return client.evalsha(lua.sha, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        client.script_load(lua.script)
+        return client.evalsha(lua.sha, len(keys), *keys, *args)
 
 
 def customer_key(customer_id: int, suffix: str) -> str:

@@ -6,8 +6,10 @@ straight into Postgres and the per-minute limit is not enforced until Redis is b
 from __future__ import annotations
 
 import calendar
+import itertools
 import os
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from datetime import date, datetime, timezone as dt_timezone
 from typing import Callable
 
@@ -81,53 +83,74 @@ def meter_refund(result: MeterResult) -> None:
                   product=result.field.split("|")[2], day=result.day, calls=-1)
         return
     cid = result.config.customer_id
+    keys = (connection.customer_key(cid, "rl"), _month_key(cid, result.day), connection.customer_key(cid, "pending"))
     try:
-        connection.script("refund")(
-            keys=[connection.customer_key(cid, "rl"), _month_key(cid, result.day), connection.customer_key(cid, "pending")],
-            args=[result.member, result.field],
-            client=connection.redis_client(),
-        )
+        connection.run_script(connection.redis_client(), "refund", keys, (result.member, result.field))
     except connection.UNAVAILABLE:
         connection.redis_mark_down()
 
 
 def _meter_in_redis(config, raw_key, product, now, revalidate) -> MeterResult:
     client = connection.redis_client()
-    meter = connection.script("meter")
     day = now.date()
-    member = f"{now.timestamp():.6f}:{os.urandom(5).hex()}"
+    member = _member()
     seed = -1
     for _ in range(MAX_RELOADS + 2):
-        field = f"d|{day.isoformat()}|{product}|{config.key_id}"
-        cid = config.customer_id
-        reply = meter(
-            keys=[connection.customer_key(cid, "rl"), _month_key(cid, day),
-                  connection.customer_key(cid, "pending"), connection.customer_key(cid, "ver")],
-            args=[config.version, config.rate_per_minute, WINDOW_MS, config.included_calls,
-                  int(config.hard_cap), seed, field, f"t|{config.key_id}", _month_ttl(now), member,
-                  PENDING_TTL_SECONDS],
-            client=client,
-        )
-        outcome = int(reply[0])
+        keys, args, field = _call_shape(config, product, day)
+        reply = connection.run_script(client, "meter", keys, (*args, seed, member))
+        outcome = reply[0]
         if outcome == Outcome.STALE:
             config = revalidate(key_config_reload(raw_key))
         elif outcome == Outcome.NEEDS_SEED:
             # Redis lost the month (or it just began): resume from the Postgres totals.
-            seed = usage_month_total(customer_id=cid, day=day)
+            seed = usage_month_total(customer_id=config.customer_id, day=day)
         else:
             return _result(outcome, config, reply, field, member, day)
     raise RuntimeError("key config kept changing while metering a call")
 
 
+@lru_cache(maxsize=4096)
+def _call_shape(config: KeyConfig, product: str, day: date) -> tuple[tuple, tuple, str]:
+    """Key names and fixed arguments of the meter script: the same for every call of a
+    key, product and day, so the hot path builds them once, not per request."""
+    cid = config.customer_id
+    field = f"d|{day.isoformat()}|{product}|{config.key_id}"
+    keys = (connection.customer_key(cid, "rl"), _month_key(cid, day),
+            connection.customer_key(cid, "pending"), connection.customer_key(cid, "ver"))
+    args = (config.version, config.rate_per_minute, WINDOW_MS, config.included_calls, int(config.hard_cap),
+            field, f"t|{config.key_id}", _month_ttl(day), PENDING_TTL_SECONDS)
+    return keys, args, field
+
+
+def _new_member_prefix() -> None:
+    global _member_prefix
+    _member_prefix = os.urandom(6).hex()
+
+
+_member_prefix = ""
+_new_member_prefix()
+# Forked workers (gunicorn --preload, Celery) must not share a prefix: members must be unique.
+os.register_at_fork(after_in_child=_new_member_prefix)
+_member_counter = itertools.count()
+
+
+def _member() -> str:
+    """A unique id for this call in the rate window (refunds remove exactly this one)."""
+    return f"{_member_prefix}:{next(_member_counter)}"
+
+
 def _result(outcome, config, reply, field, member, day) -> MeterResult:
-    limit, remaining, reset_ms, month_calls = (int(x) for x in reply[1:5])
+    _, limit, remaining, reset_ms, month_calls = reply
     reset = max(1, -(-reset_ms // 1000))
     quota_remaining = max(0, config.included_calls - month_calls)
-    retry_after = reset if outcome == Outcome.RATE_LIMITED else _seconds_to_next_month(day)
+    if outcome == Outcome.OK:
+        retry_after = 0
+    else:
+        retry_after = reset if outcome == Outcome.RATE_LIMITED else _seconds_to_next_month(day)
     return MeterResult(
         outcome=outcome, config=config, rate_limit=limit, rate_remaining=max(0, remaining),
         rate_reset_seconds=reset, quota_limit=config.included_calls, quota_remaining=quota_remaining,
-        retry_after=retry_after if outcome != Outcome.OK else 0,
+        retry_after=retry_after,
         store="redis", member=member, field=field, day=day,
     )
 
@@ -155,10 +178,10 @@ def _month_key(customer_id: int, day: date) -> str:
     return connection.customer_key(customer_id, f"m:{day:%Y%m}")
 
 
-def _month_ttl(now: datetime) -> int:
+def _month_ttl(day: date) -> int:
     # Keep the month's counter well past its end: late flushes and reconciliation read it.
-    days_in_month = calendar.monthrange(now.year, now.month)[1]
-    return (days_in_month - now.day + 40) * 86400
+    days_in_month = calendar.monthrange(day.year, day.month)[1]
+    return (days_in_month - day.day + 40) * 86400
 
 
 def _seconds_to_next_month(day: date) -> int:
