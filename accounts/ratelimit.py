@@ -39,10 +39,12 @@ def client_ip(request: HttpRequest) -> str:
         address = ipaddress.ip_address(raw)
     except ValueError:
         return raw
-    if address.version == 6 and address.ipv4_mapped is None:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
         # One IPv6 subscriber usually holds a whole /64: per-address counts would not bind.
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address.ipv4_mapped or address)
+    return str(address)
 
 
 def attempt_count(*, scope: str, ident: str, limit: int, window_seconds: int) -> Attempt:

@@ -60,10 +60,10 @@ def reveal_pop(request: HttpRequest) -> Reveal | None:
     return Reveal(raw=raw, name=str(stashed.get("name", "")))
 
 
-def reveal_render(request: HttpRequest, template: str, context: dict, *, status: int = 200) -> HttpResponse:
+def reveal_render(request: HttpRequest, template: str, context: dict) -> HttpResponse:
     """Render `template` with `reveal` (the stashed key or None), consuming the stash."""
     reveal = reveal_pop(request)
-    response = render(request, template, {**context, "reveal": reveal}, status=status)
+    response = render(request, template, {**context, "reveal": reveal})
     if reveal is not None or COOKIE_NAME in request.COOKIES:
         response.delete_cookie(COOKIE_NAME, samesite="Strict")
     # A page that may carry a secret must not be kept by the browser or any cache.

@@ -5,6 +5,7 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.validators import slug_re
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -57,8 +58,9 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 def _signup_page(request: HttpRequest) -> HttpResponse:
-    requested = request.GET.get("plan", "").strip()
-    known = bool(requested) and plans_public().filter(slug=requested).exists()
+    requested = request.GET.get("plan", "").strip()[:100]
+    # Only slug-shaped values reach the database (a NUL byte would make Postgres raise).
+    known = bool(slug_re.match(requested)) and plans_public().filter(slug=requested).exists()
     form = SignupForm(initial={"plan": requested} if known else {})
     context = {"form": form, "unknown_plan": requested if requested and not known else ""}
     return render(request, "accounts/signup.html", context)

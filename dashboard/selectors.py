@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Customer
 from accounts.selectors import api_keys_for_customer
 from metering.selectors import UsageSummary, usage_summary
+from plans.models import Product
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,13 @@ class PeriodUsage:
     @property
     def remaining(self) -> int:
         return max(self.included - self.summary.calls, 0)
+
+    @property
+    def products(self) -> list[tuple[str, int]]:
+        """(display name, calls) per product, busiest first."""
+        labels = dict(Product.choices)
+        rows = [(labels.get(slug, slug), calls) for slug, calls in self.summary.by_product.items()]
+        return sorted(rows, key=lambda row: -row[1])
 
     @property
     def percent_used(self) -> int:

@@ -57,7 +57,7 @@ def portal(request: HttpRequest, customer: Customer) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @customer_required
 def keys(request: HttpRequest, customer: Customer) -> HttpResponse:
-    form = ApiKeyCreateForm(request.POST or None)
+    form = ApiKeyCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             issued = api_key_issue(customer=customer, name=form.cleaned_data["name"])
@@ -100,7 +100,7 @@ def key_revoke(request: HttpRequest, customer: Customer, key_id: int) -> HttpRes
 @customer_required
 def key_rotate(request: HttpRequest, customer: Customer, key_id: int) -> HttpResponse:
     key = _own_key(customer, key_id)
-    form = ApiKeyRotateForm(request.POST or None)
+    form = ApiKeyRotateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             issued = api_key_rotate(key=key, grace_days=form.cleaned_data["grace_days"])
