@@ -1,6 +1,8 @@
 """The metered /v1 API: one APIView per operation, thin, over the product analyzers."""
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -208,12 +210,12 @@ class ImageAnalyzeApi(MeteredApi):
     )
     def post(self, request):
         # Refuse an oversized upload before Django spools it to disk.
-        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.IMAGE_MAX_BYTES + 64 * 1024:
-            raise ProductInputError("Image larger than 10 MB", code="image_too_large", status=413, field="image")
+        if _content_length(request) > settings.IMAGE_MAX_BYTES + 64 * 1024:
+            raise _image_too_large()
         data = _valid(self.InputSerializer, request.data)
         upload = data["image"]
         if upload.size > settings.IMAGE_MAX_BYTES:
-            raise ProductInputError("Image larger than 10 MB", code="image_too_large", status=413, field="image")
+            raise _image_too_large()
         return Response(image_analyze(
             data=upload.read(), max_bytes=settings.IMAGE_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS,
         ))
@@ -230,6 +232,9 @@ class UsageApi(APIView):
         included = serializers.IntegerField()
         remaining = serializers.IntegerField()
         overage_calls = serializers.IntegerField()
+        overage_amount = serializers.DecimalField(
+            max_digits=12, decimal_places=2, help_text="Overage so far this period, USD (before tax)."
+        )
         rate_limit_per_minute = serializers.IntegerField()
         by_product = serializers.DictField(child=serializers.IntegerField())
 
@@ -237,16 +242,35 @@ class UsageApi(APIView):
     def get(self, request):
         config = request.auth
         summary = usage_summary(customer_id=config.customer_id, day=timezone.now().date())
+        overage_calls = 0 if config.hard_cap else max(0, summary.calls - config.included_calls)
         return Response({
             "period": summary.period,
             "plan": config.plan_name,
             "calls": summary.calls,
             "included": config.included_calls,
             "remaining": max(0, config.included_calls - summary.calls),
-            "overage_calls": 0 if config.hard_cap else max(0, summary.calls - config.included_calls),
+            "overage_calls": overage_calls,
+            "overage_amount": str(overage_amount(calls=overage_calls, unit_price=Decimal(config.overage_price))),
             "rate_limit_per_minute": config.rate_per_minute,
             "by_product": summary.by_product,
         })
+
+
+def _content_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def _image_too_large() -> ProductInputError:
+    limit = settings.IMAGE_MAX_BYTES / 1_048_576
+    return ProductInputError(f"Image larger than {limit:g} MB", code="image_too_large", status=413, field="image")
+
+
+def overage_amount(*, calls: int, unit_price: Decimal) -> Decimal:
+    """Money is Decimal end to end; invoice lines round half-up to cents (DESIGN §3)."""
+    return (unit_price * calls).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 def _valid(serializer_class, data) -> dict:

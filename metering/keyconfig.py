@@ -43,6 +43,7 @@ class KeyConfig:
     rate_per_minute: int
     included_calls: int
     hard_cap: bool
+    overage_price: str  # Decimal as text: the config travels through Redis as JSON
     entitlements: tuple[str, ...]
     expires_at: float | None  # epoch seconds; rotated keys stop at their grace end
     payment_due_at: float | None = None  # epoch seconds; past-due grace ends, then 402
@@ -127,6 +128,7 @@ def _build(key: ApiKey) -> KeyConfig:
         rate_per_minute=plan.rate_per_minute,
         included_calls=plan.included_calls,
         hard_cap=plan.hard_cap,
+        overage_price=str(plan.overage_price),
         entitlements=tuple(plan.entitlements),
         expires_at=key.expires_at.timestamp() if key.expires_at else None,
         payment_due_at=payment_due_at,

@@ -210,6 +210,11 @@ def _as_finite_float(value: object) -> float | None:
 # --------------------------------------------------------------------------
 
 
+def geocode_warm() -> None:
+    """Build the city index now (about a second), so no customer's first call pays for it."""
+    _get_index()
+
+
 def _get_index() -> _Index:
     global _index_cache
     if _index_cache is None:

@@ -61,12 +61,14 @@ def test_the_free_plan_stops_at_its_included_calls(free_customer, free_plan, tim
 
 
 def test_paid_plans_go_past_included_calls_as_overage(customer, api_key, starter_plan):
-    UsageRecord.objects.create(customer=customer, product="geocode", day=_today(), calls=starter_plan.included_calls)
+    UsageRecord.objects.create(customer=customer, product="geocode", day=_today(),
+                               calls=starter_plan.included_calls + 1499)
     response = APIClient().get("/v1/geocode?q=Oslo", HTTP_X_API_KEY=api_key.raw)
     assert response.status_code == 200
     assert response["X-Quota-Remaining"] == "0"
     usage = APIClient().get("/v1/usage", HTTP_X_API_KEY=api_key.raw).json()
-    assert usage["overage_calls"] == 1
+    assert usage["overage_calls"] == 1500
+    assert usage["overage_amount"] == "1.50"  # 1,500 × $0.001
 
 
 def test_usage_is_neither_billed_nor_rate_limited(free_customer, free_plan):
