@@ -64,11 +64,16 @@ def keys(request: HttpRequest, customer: Customer) -> HttpResponse:
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            messages.success(request, f"Key “{issued.key.name}” created.")
-            response = redirect("portal-keys")
-            reveal_stash(request, response, raw=issued.raw, name=issued.key.name)
-            return response
+            return _show_new_key(request, issued, f"Key “{issued.key.name}” created.")
     return _keys_page(request, customer, form)
+
+
+def _show_new_key(request: HttpRequest, issued, message: str) -> HttpResponse:
+    """Back to the keys page, which shows the new raw key once."""
+    messages.success(request, message)
+    response = redirect("portal-keys")
+    reveal_stash(request, response, raw=issued.raw, name=issued.key.name)
+    return response
 
 
 def _keys_page(request: HttpRequest, customer: Customer, form: ApiKeyCreateForm) -> HttpResponse:
@@ -107,9 +112,6 @@ def key_rotate(request: HttpRequest, customer: Customer, key_id: int) -> HttpRes
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            messages.success(request, f"Key “{key.name}” rotated.")
-            response = redirect("portal-keys")
-            reveal_stash(request, response, raw=issued.raw, name=issued.key.name)
-            return response
+            return _show_new_key(request, issued, f"Key “{key.name}” rotated.")
     context = {"key": key, "form": form, "active": key.is_active()}
     return render(request, "dashboard/key_rotate.html", context)
