@@ -24,6 +24,7 @@ DURATION = os.environ.get("BENCH_SECONDS", "8")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "16")
 SERVERS = {
+    "granian wsgi -w 2": ["granian"],
     "gunicorn sync -w 2": ["--workers", "2", "--worker-class", "sync"],
     "gunicorn sync -w 4": ["--workers", "4", "--worker-class", "sync"],
     "gunicorn gthread -w 2 -t 4": ["--workers", "2", "--worker-class", "gthread", "--threads", "4"],
@@ -70,9 +71,14 @@ def _ms(value: str) -> float:
 def serve(args: list[str], port: int) -> subprocess.Popen:
     from tests.servers import _wait_for_port
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--log-level", "error",
-         *args], cwd=ROOT, start_new_session=True, env={**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"})
+    if args == ["granian"]:
+        command = [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", "2", "--log-level", "error", "config.wsgi:application"]
+    else:
+        command = [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}",
+                   "--log-level", "error", *args]
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
+                               env={**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"})
     _wait_for_port(port, process)
     return process
 
