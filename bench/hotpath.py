@@ -24,7 +24,7 @@ DURATION = os.environ.get("BENCH_SECONDS", "8")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "16")
 SERVERS = {
-    "granian wsgi -w 2": ["granian"],
+    "granian wsgi -w 2 (8 threads each)": ["granian"],
     "gunicorn sync -w 2": ["--workers", "2", "--worker-class", "sync"],
     "gunicorn sync -w 4": ["--workers", "4", "--worker-class", "sync"],
     "gunicorn gthread -w 2 -t 4": ["--workers", "2", "--worker-class", "gthread", "--threads", "4"],
@@ -73,7 +73,8 @@ def serve(args: list[str], port: int) -> subprocess.Popen:
 
     if args == ["granian"]:
         command = [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
-                   "--port", str(port), "--workers", "2", "--log-level", "error", "config.wsgi:application"]
+                   "--port", str(port), "--workers", "2", "--blocking-threads", "8", "--log-level", "error",
+                   "config.wsgi:application"]
     else:
         command = [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}",
                    "--log-level", "error", *args]
