@@ -8,6 +8,7 @@ from __future__ import annotations
 import calendar
 import itertools
 import os
+import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from datetime import date, datetime, timezone as dt_timezone
@@ -81,6 +82,7 @@ def meter_refund(result: MeterResult) -> None:
 
         usage_add(customer_id=result.config.customer_id, key_id=result.config.key_id,
                   product=result.field.split("|")[2], day=result.day, calls=-1)
+        _note_counted_while_down(result.config.customer_id, result.day, -1)
         return
     cid = result.config.customer_id
     keys = (connection.customer_key(cid, "rl"), _month_key(cid, result.day), connection.customer_key(cid, "pending"))
@@ -92,6 +94,8 @@ def meter_refund(result: MeterResult) -> None:
 
 def _meter_in_redis(config, raw_key, product, now, revalidate) -> MeterResult:
     client = connection.redis_client()
+    if _counted_while_down:
+        _sync_counted_while_down(client)
     day = now.date()
     member = _member()
     seed = -1
@@ -171,7 +175,35 @@ def _meter_in_postgres(config: KeyConfig, product: str, now: datetime) -> MeterR
     if config.hard_cap and used >= config.included_calls:
         return replace(base, outcome=Outcome.QUOTA_EXCEEDED, retry_after=_seconds_to_next_month(day))
     usage_add(customer_id=config.customer_id, key_id=config.key_id, product=product, day=day, calls=1, last_used=now)
+    _note_counted_while_down(config.customer_id, day, 1)
     return replace(base, quota_remaining=max(0, config.included_calls - used - 1))
+
+
+# Calls this process counted straight into Postgres while Redis was down, per month counter.
+# A month counter Redis kept through the outage lacks them; they are added when Redis is back,
+# so a hard cap counts them too.
+_counted_while_down: dict[str, int] = {}
+_counted_lock = threading.Lock()
+
+
+def _note_counted_while_down(customer_id: int, day: date, calls: int) -> None:
+    key = _month_key(customer_id, day)
+    with _counted_lock:
+        _counted_while_down[key] = _counted_while_down.get(key, 0) + calls
+
+
+def _sync_counted_while_down(client) -> None:
+    with _counted_lock:
+        pending = dict(_counted_while_down)
+        _counted_while_down.clear()
+    try:
+        for key, calls in pending.items():
+            if calls:
+                connection.run_script(client, "month_add", (key,), (calls,))
+    except connection.UNAVAILABLE:
+        for key, calls in pending.items():
+            _counted_while_down[key] = _counted_while_down.get(key, 0) + calls
+        raise
 
 
 def _month_key(customer_id: int, day: date) -> str:

@@ -65,3 +65,29 @@ def _today():
     from django.utils import timezone
 
     return timezone.now().date()
+
+
+def test_calls_counted_during_an_outage_join_the_month_counter_when_redis_returns(
+    settings, tmp_path, free_customer, free_plan
+):
+    """A hard-capped customer cannot spend an outage's calls twice."""
+    import copy
+
+    from accounts.services import api_key_issue
+
+    raw = api_key_issue(customer=free_customer, name="k").raw
+    UsageRecord.objects.create(customer=free_customer, product="geocode", day=_today(),
+                               calls=free_plan.included_calls - 5)
+    with RedisServer(tmp_path) as server:
+        caches = copy.deepcopy(settings.CACHES)
+        caches["default"]["LOCATION"] = server.url
+        settings.CACHES = caches
+        assert get(raw).status_code == 200  # month counter now lives in this Redis
+        from metering import connection
+
+        connection.redis_mark_down()  # an outage, as this worker sees it
+        assert [get(raw).status_code for _ in range(3)] == [200, 200, 200]  # counted in Postgres
+        connection.redis_mark_up()  # Redis is back, and it kept its month counter
+        assert get(raw).status_code == 200  # the 5th and last included call
+        response = get(raw)
+        assert response.status_code == 429 and response.json()["code"] == "quota_exceeded"
