@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
-from django.contrib.auth.forms import AuthenticationForm, UsernameField
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UsernameField
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.forms.utils import ErrorDict
@@ -111,3 +111,7 @@ class EmailAuthenticationForm(RateLimitedFormMixin, AuthenticationForm):
     def clean_username(self) -> str:
         # Usernames are stored as the lowercased email.
         return self.cleaned_data["username"].strip().lower()
+
+
+class RateLimitedPasswordResetForm(RateLimitedFormMixin, PasswordResetForm):
+    pass

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 
 from plans.selectors import plans_public
 
-from .forms import EmailAuthenticationForm, SignupForm, add_service_errors
+from .forms import EmailAuthenticationForm, RateLimitedPasswordResetForm, SignupForm, add_service_errors
 from .ratelimit import Attempt, attempt_count, client_ip
 from .reveal import reveal_render, reveal_stash
 from .selectors import customer_for_user
@@ -22,6 +22,7 @@ from .services import customer_signup
 
 SIGNUP_WINDOW_SECONDS = 60 * 60
 LOGIN_WINDOW_SECONDS = 15 * 60
+RESET_WINDOW_SECONDS = 60 * 60
 
 
 def _attempt(request: HttpRequest, *, scope: str, limit: int, window_seconds: int) -> Attempt:
@@ -95,29 +96,44 @@ def signup_welcome(request: HttpRequest) -> HttpResponse:
     return reveal_render(request, "accounts/welcome.html", context)
 
 
-class LoginView(auth_views.LoginView):
-    template_name = "accounts/login.html"
-    authentication_form = EmailAuthenticationForm
-    redirect_authenticated_user = True
+class RateLimitedPostMixin:
+    """Count every POST per client address; over the limit the form fails with only that."""
+
+    limit_scope = ""
+    limit_what = ""
+    limit_setting = ""  # the settings name holding the number of POSTs allowed per window
+    limit_window_seconds = 0
     attempt = Attempt(limited=False)
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        # Every POST counts, right or wrong: that is what slows down password guessing.
+        # Every POST counts, right or wrong: that is what slows down guessing.
         self.attempt = _attempt(
-            request, scope="login", limit=settings.LOGINS_PER_15_MIN_PER_IP, window_seconds=LOGIN_WINDOW_SECONDS
+            request, scope=self.limit_scope, limit=getattr(settings, self.limit_setting),
+            window_seconds=self.limit_window_seconds,
         )
         return super().post(request, *args, **kwargs)
 
     def get_form_kwargs(self) -> dict:
-        return {**super().get_form_kwargs(), "rate_limit_message": _limit_message(self.attempt, "sign-in attempts")}
+        return {**super().get_form_kwargs(), "rate_limit_message": _limit_message(self.attempt, self.limit_what)}
 
-    def form_invalid(self, form: EmailAuthenticationForm) -> HttpResponse:
+    def form_invalid(self, form) -> HttpResponse:
         response = super().form_invalid(form)
         return _as_limited(response, self.attempt) if form.is_rate_limited else response
 
 
-class PasswordResetView(auth_views.PasswordResetView):
+class LoginView(RateLimitedPostMixin, auth_views.LoginView):
+    template_name = "accounts/login.html"
+    authentication_form = EmailAuthenticationForm
+    redirect_authenticated_user = True
+    limit_scope, limit_what = "login", "sign-in attempts"
+    limit_setting, limit_window_seconds = "LOGINS_PER_15_MIN_PER_IP", LOGIN_WINDOW_SECONDS
+
+
+class PasswordResetView(RateLimitedPostMixin, auth_views.PasswordResetView):
     template_name = "accounts/password_reset_form.html"
+    form_class = RateLimitedPasswordResetForm
+    limit_scope, limit_what = "password-reset", "password reset requests"
+    limit_setting, limit_window_seconds = "PASSWORD_RESETS_PER_HOUR_PER_IP", RESET_WINDOW_SECONDS
     subject_template_name = "emails/password_reset_subject.txt"
     email_template_name = "emails/password_reset_body.txt"
     html_email_template_name = "emails/password_reset_body.html"

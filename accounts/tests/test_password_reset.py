@@ -50,3 +50,14 @@ def test_the_reset_link_ignores_a_forged_host_header(client, owner, settings):
 
     body = mail.outbox[0].body
     assert "evil.example" not in body and settings.SITE_URL in body
+
+
+def test_reset_requests_are_limited_per_address_without_sending_mail(client, owner, settings):
+    settings.PASSWORD_RESETS_PER_HOUR_PER_IP = 2
+    for _ in range(2):
+        assert client.post(reverse("password_reset"), {"email": owner.email}).status_code == 302
+    response = client.post(reverse("password_reset"), {"email": owner.email})
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert "Too many password reset requests" in response.content.decode()
+    assert len(mail.outbox) == 2
