@@ -16,7 +16,8 @@ CHROMIUM_ARGS = [
 def browser(monkeypatch):
     """Debian's Chromium driven by Playwright (it cannot download its own browsers here)."""
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip("chromium is not installed: run `make e2e-deps`")
+        # A browser test that cannot run is a failure, not a skip: nothing would prove the pages.
+        pytest.fail("chromium is not installed: run `make e2e-deps` (apt-get install chromium)")
     # Playwright's sync API runs an event loop in this thread; our DB reads here are still sync.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
