@@ -1,0 +1,59 @@
+"""Whatever a client sends, the answer is a JSON 4xx, never a 500, and nothing is billed for it."""
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_body_over_the_upload_limit_is_a_413(client_with_key, settings):
+    body = '{"text": "' + "a" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10) + '"}'
+    response = client_with_key.post("/v1/text/analyze", data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe\x00garbage", b'{"text": "\\ud800"}', b"\x00", b"[]", b"null"])
+def test_undecodable_or_odd_json_is_a_400(client_with_key, body):
+    response = client_with_key.post("/v1/text/analyze", data=body, content_type="application/json")
+    assert response.status_code in (400, 200), response.content
+    assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("query", ["q=%00", "q=%ff%fe", "q=" + "x" * 5000, "q=Paris&limit=-1", "q=Paris&limit=1e9"])
+def test_odd_query_strings_are_answered_with_json(client_with_key, query):
+    response = client_with_key.get(f"/v1/geocode?{query}")
+    assert response.status_code in (200, 400), response.content
+    assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("lat,lon", [("nan", "0"), ("inf", "0"), ("1e400", "0"), ("", ""), ("0x10", "5")])
+def test_odd_coordinates_are_a_400(client_with_key, lat, lon):
+    response = client_with_key.get(f"/v1/geocode/reverse?lat={lat}&lon={lon}")
+    assert response.status_code == 400, response.content
+
+
+@pytest.mark.parametrize("header", [
+    {"HTTP_AUTHORIZATION": "Bearer \u043a\u043b\u044e\u0447"},
+    {"HTTP_X_API_KEY": "sk_live_" + "\u00e9" * 64},
+    {"HTTP_AUTHORIZATION": "Basic dXNlcjpwYXNz"},
+    {"HTTP_AUTHORIZATION": "Bearer " + "a" * 10000},
+])
+def test_odd_credentials_are_a_401(db, header):
+    response = APIClient().get("/v1/geocode?q=Paris", **header)
+    assert response.status_code == 401
+    assert response.json()["code"] in ("invalid_api_key", "api_key_required")
+
+
+def test_wrong_content_type_is_a_415(client_with_key):
+    response = client_with_key.post("/v1/text/analyze", data="text=hello", content_type="text/plain")
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+
+
+def test_bad_input_passed_the_gate_so_it_counts_but_refusals_do_not(client_with_key, db):
+    """DESIGN §4: billed is what passed authentication, rate limit and quota, unless it got a 5xx."""
+    client_with_key.get("/v1/geocode")  # 400: counted, like any call that reached the product
+    APIClient().get("/v1/geocode?q=Paris", HTTP_X_API_KEY="sk_live_nope")  # 401: free
+    assert client_with_key.get("/v1/usage").json()["calls"] == 1
