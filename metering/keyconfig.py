@@ -21,7 +21,9 @@ from plans.models import Plan
 
 from . import connection
 
-REDIS_TTL_SECONDS = 300
+# Short enough that a change whose version could not be published (Redis unreachable at
+# commit time) is still picked up within a minute of Redis coming back.
+REDIS_TTL_SECONDS = 60
 LOCAL_MAX_ENTRIES = 50_000
 
 
