@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from . import connection
 from .keyconfig import KeyConfig, key_config_reload
-from .selectors import usage_month_total
+from .selectors import month_bounds, usage_month_total
+from .usage_fields import last_used_field, usage_field
 
 WINDOW_MS = 60_000
 PENDING_TTL_SECONDS = 7 * 86400
@@ -52,6 +53,7 @@ class MeterResult:
     store: str  # "redis" or "postgres"
     member: str
     field: str
+    product: str
     day: date
 
     @property
@@ -81,7 +83,7 @@ def meter_refund(result: MeterResult) -> None:
         from .services import usage_add
 
         usage_add(customer_id=result.config.customer_id, key_id=result.config.key_id,
-                  product=result.field.split("|")[2], day=result.day, calls=-1)
+                  product=result.product, day=result.day, calls=-1)
         _note_counted_while_down(result.config.customer_id, result.day, -1)
         return
     cid = result.config.customer_id
@@ -109,7 +111,7 @@ def _meter_in_redis(config, raw_key, product, now, revalidate) -> MeterResult:
             # Redis lost the month (or it just began): resume from the Postgres totals.
             seed = usage_month_total(customer_id=config.customer_id, day=day)
         else:
-            return _result(outcome, config, reply, field, member, day)
+            return _result(outcome, config, reply, field, member, product, day)
     raise RuntimeError("key config kept changing while metering a call")
 
 
@@ -118,11 +120,11 @@ def _call_shape(config: KeyConfig, product: str, day: date) -> tuple[tuple, tupl
     """Key names and fixed arguments of the meter script: the same for every call of a
     key, product and day, so the hot path builds them once, not per request."""
     cid = config.customer_id
-    field = f"d|{day.isoformat()}|{product}|{config.key_id}"
+    field = usage_field(day=day, product=product, key_id=config.key_id)
     keys = (connection.customer_key(cid, "rl"), _month_key(cid, day),
             connection.customer_key(cid, "pending"), connection.customer_key(cid, "ver"))
     args = (config.version, config.rate_per_minute, WINDOW_MS, config.included_calls, int(config.hard_cap),
-            field, f"t|{config.key_id}", _month_ttl(day), PENDING_TTL_SECONDS)
+            field, last_used_field(key_id=config.key_id), _month_ttl(day), PENDING_TTL_SECONDS)
     return keys, args, field
 
 
@@ -143,7 +145,7 @@ def _member() -> str:
     return f"{_member_prefix}:{next(_member_counter)}"
 
 
-def _result(outcome, config, reply, field, member, day) -> MeterResult:
+def _result(outcome, config, reply, field, member, product, day) -> MeterResult:
     _, limit, remaining, reset_ms, month_calls = reply
     reset = max(1, -(-reset_ms // 1000))
     quota_remaining = max(0, config.included_calls - month_calls)
@@ -155,7 +157,7 @@ def _result(outcome, config, reply, field, member, day) -> MeterResult:
         outcome=outcome, config=config, rate_limit=limit, rate_remaining=max(0, remaining),
         rate_reset_seconds=reset, quota_limit=config.included_calls, quota_remaining=quota_remaining,
         retry_after=retry_after,
-        store="redis", member=member, field=field, day=day,
+        store="redis", member=member, field=field, product=product, day=day,
     )
 
 
@@ -170,7 +172,8 @@ def _meter_in_postgres(config: KeyConfig, product: str, now: datetime) -> MeterR
         outcome=Outcome.OK, config=config, rate_limit=config.rate_per_minute,
         rate_remaining=config.rate_per_minute, rate_reset_seconds=WINDOW_MS // 1000,
         quota_limit=config.included_calls, quota_remaining=max(0, config.included_calls - used),
-        retry_after=0, store="postgres", member="", field=f"d|{day.isoformat()}|{product}|{config.key_id}", day=day,
+        retry_after=0, store="postgres", member="", field=usage_field(day=day, product=product, key_id=config.key_id),
+        product=product, day=day,
     )
     if config.hard_cap and used >= config.included_calls:
         return replace(base, outcome=Outcome.QUOTA_EXCEEDED, retry_after=_seconds_to_next_month(day))
@@ -196,14 +199,17 @@ def _sync_counted_while_down(client) -> None:
     with _counted_lock:
         pending = dict(_counted_while_down)
         _counted_while_down.clear()
-    try:
-        for key, calls in pending.items():
+    for key, calls in list(pending.items()):
+        try:
             if calls:
                 connection.run_script(client, "month_add", (key,), (calls,))
-    except connection.UNAVAILABLE:
-        for key, calls in pending.items():
-            _counted_while_down[key] = _counted_while_down.get(key, 0) + calls
-        raise
+        except connection.UNAVAILABLE:
+            # Put back only what was not added, or a retry would add it twice.
+            with _counted_lock:
+                for unsent_key, unsent in pending.items():
+                    _counted_while_down[unsent_key] = _counted_while_down.get(unsent_key, 0) + unsent
+            raise
+        del pending[key]
 
 
 def _month_key(customer_id: int, day: date) -> str:
@@ -217,6 +223,6 @@ def _month_ttl(day: date) -> int:
 
 
 def _seconds_to_next_month(day: date) -> int:
-    first = date(day.year + (day.month == 12), day.month % 12 + 1, 1)
-    start = datetime(first.year, first.month, 1, tzinfo=dt_timezone.utc)
+    next_month = month_bounds(day)[1]
+    start = datetime(next_month.year, next_month.month, 1, tzinfo=dt_timezone.utc)
     return max(1, int((start - timezone.now()).total_seconds()))

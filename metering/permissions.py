@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import exceptions, status
 from rest_framework.permissions import BasePermission
 
+from .authentication import InvalidApiKey
 from .keyconfig import Access, KeyConfig
 
 
@@ -29,8 +30,6 @@ class NotEntitled(exceptions.PermissionDenied):
 
 def access_check(config: KeyConfig | None, product: str | None) -> KeyConfig:
     """Raise the error a caller with this config gets, or return the config."""
-    from .authentication import InvalidApiKey
-
     if config is None or config.is_expired():
         raise InvalidApiKey()
     if config.access == Access.CANCELLED:

@@ -9,6 +9,7 @@ from django.db.models import Sum
 
 from . import connection
 from .models import UsageFlush, UsageRecord
+from .usage_fields import usage_batch_parse
 
 
 def month_bounds(day: date) -> tuple[date, date]:
@@ -71,14 +72,5 @@ def _unflushed(customer_id: int) -> list[tuple[str, str, int]]:
     flush_id = inflight.get(b"__id")
     if flush_id and not UsageFlush.objects.filter(flush_id=flush_id.decode()).exists():
         batches.append(inflight)
-    return [entry for batch in batches for entry in parse_usage_fields(batch)]
-
-
-def parse_usage_fields(batch: dict[bytes, bytes]) -> list[tuple[str, str, int]]:
-    """(product, day, calls) for each `d|day|product|key` field of a usage hash."""
-    out = []
-    for raw_field, raw_value in batch.items():
-        parts = raw_field.decode().split("|")
-        if parts[0] == "d" and len(parts) == 4:
-            out.append((parts[2], parts[1], int(raw_value)))
-    return out
+    return [(product, day, calls) for batch in batches
+            for (_, product, day), calls in usage_batch_parse(batch).calls.items()]

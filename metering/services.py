@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timezone as dt_timezone
 
@@ -17,6 +16,7 @@ from accounts.models import ApiKey, Customer
 
 from . import connection
 from .models import UsageFlush, UsageRecord
+from .usage_fields import usage_batch_parse
 
 logger = logging.getLogger(__name__)
 
@@ -91,33 +91,28 @@ def _take(customer_ids: list[int]) -> list[tuple[int, dict[str, str]]]:
 
 def usage_batch_apply(*, customer_id: int, batch: dict[str, str]) -> int | None:
     """Commit one taken batch; None when this flush id was committed before."""
-    rows: dict[tuple[int, str, str], int] = defaultdict(int)
-    last_used: dict[int, datetime] = {}
-    for name, value in batch.items():
-        parts = name.split("|")
-        if parts[0] == "d" and len(parts) == 4:
-            rows[(int(parts[3]), parts[2], parts[1])] += int(value)
-        elif parts[0] == "t" and len(parts) == 2:
-            last_used[int(parts[1])] = datetime.fromtimestamp(int(value), tz=dt_timezone.utc)
+    parsed = usage_batch_parse(batch)
+    calls = sum(parsed.calls.values())
+    touches = {
+        key_id: (sum(n for (k, _, _), n in parsed.calls.items() if k == key_id),
+                 datetime.fromtimestamp(epoch, tz=dt_timezone.utc))
+        for key_id, epoch in parsed.last_used.items()
+    }
     try:
         with transaction.atomic():
-            UsageFlush.objects.create(
-                flush_id=batch["__id"], customer_id=customer_id, calls=max(0, sum(rows.values()))
-            )
-            _rows_upsert(customer_id, rows)
-            _keys_touch({key_id: (sum(n for (k, _, _), n in rows.items() if k == key_id), when)
-                         for key_id, when in last_used.items()})
+            UsageFlush.objects.create(flush_id=batch["__id"], customer_id=customer_id, calls=max(0, calls))
+            _rows_upsert(customer_id, parsed.calls)
+            _keys_touch(touches)
     except IntegrityError as error:
         if UsageFlush.objects.filter(flush_id=batch["__id"]).exists():
             return None
         raise error
-    return sum(rows.values())
+    return calls
 
 
 def usage_batch_release(*, customer_id: int, flush_id: str) -> None:
-    connection.script("flush_done")(
-        keys=[connection.customer_key(customer_id, "inflight")], args=[flush_id],
-        client=connection.redis_client(),
+    connection.run_script(
+        connection.redis_client(), "flush_done", (connection.customer_key(customer_id, "inflight"),), (flush_id,)
     )
 
 
