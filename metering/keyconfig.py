@@ -87,10 +87,14 @@ def key_config_load(digest: str) -> KeyConfig | None:
     config = _build(key)
     if not connection.redis_is_marked_down():
         try:
-            connection.redis_client().set(f"tb:key:{digest}", json.dumps(asdict(config)), ex=REDIS_TTL_SECONDS)
+            connection.redis_client().set(redis_config_key(digest), json.dumps(asdict(config)), ex=REDIS_TTL_SECONDS)
         except connection.UNAVAILABLE:
             connection.redis_mark_down()
     return config
+
+
+def redis_config_key(digest: str) -> str:
+    return f"tb:key:{digest}"
 
 
 def key_config_forget_local() -> None:
@@ -107,7 +111,7 @@ def _from_redis(digest: str) -> KeyConfig | None:
     if connection.redis_is_marked_down():
         return None
     try:
-        payload = connection.redis_client().get(f"tb:key:{digest}")
+        payload = connection.redis_client().get(redis_config_key(digest))
     except connection.UNAVAILABLE:
         connection.redis_mark_down()
         return None

@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Customer
 
 from . import connection
+from .keyconfig import redis_config_key
 from .models import UsageFlush, UsageRecord
 from .usage_fields import usage_batch_parse
 
@@ -166,12 +167,16 @@ def customer_config_bump(*, customer_ids: list[int]) -> None:
 
 def _versions_publish(customer_ids: list[int]) -> None:
     versions = Customer.objects.filter(pk__in=customer_ids).values_list("pk", "config_version")
+    digests = ApiKey.objects.filter(customer_id__in=customer_ids).values_list("key_hash", flat=True)
     try:
         raise_version = connection.script("version_raise")
         pipe = connection.redis_client().pipeline(transaction=False)
         for customer_id, version in versions:
             raise_version(keys=[connection.customer_key(customer_id, "ver")],
                           args=[version, VERSION_TTL_SECONDS], client=pipe)
+        # Unmetered calls (/v1/usage) skip the version check: drop the shared cached configs too.
+        for digest in digests:
+            pipe.delete(redis_config_key(digest))
         pipe.execute()
     except connection.UNAVAILABLE:
         # Workers still drop their cached copy within KEY_CACHE_SECONDS.

@@ -51,3 +51,16 @@ def test_moving_to_another_plan_applies_to_the_next_call(customer, api_key, djan
     response = APIClient().get("/v1/geocode?q=Paris", HTTP_X_API_KEY=api_key.raw)
     assert response["X-RateLimit-Limit"] == str(pro.rate_per_minute)
     assert response["X-Quota-Limit"] == str(pro.included_calls)
+
+
+def test_a_revoked_key_stops_reading_usage_once_the_worker_cache_expires(
+    client_with_key, api_key, django_capture_on_commit_callbacks
+):
+    from accounts.services import api_key_revoke
+    from metering.keyconfig import key_config_forget_local
+
+    assert client_with_key.get("/v1/usage").status_code == 200  # config now cached in Redis
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_revoke(key=api_key.key)
+    key_config_forget_local()  # as after KEY_CACHE_SECONDS
+    assert client_with_key.get("/v1/usage").status_code == 401
