@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "accounts",
     "plans",
     "metering",
+    "billing",
     "dashboard",
 ]
 

@@ -1,0 +1,185 @@
+"""Billing: plan history, invoices and their lines, payments and Stripe's events (DESIGN §6).
+
+Tollbooth is the system of record for invoices (as Lago is); Stripe only collects the money.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Customer
+from plans.models import Plan
+
+MONEY = dict(max_digits=12, decimal_places=2)
+UNIT_PRICE = dict(max_digits=12, decimal_places=6)
+
+
+class PlanChange(models.Model):
+    """A customer moved from one plan to another, effective `at`. Drives proration and MRR history.
+
+    A customer's first plan is the `from_plan` of its first change (or its current plan when it
+    never changed), held since `Customer.created_at`.
+    """
+
+    class Reason(models.TextChoices):
+        CUSTOMER = "customer", "Changed by the customer"
+        STAFF = "staff", "Changed by staff"
+        TRIAL_ENDED = "trial_ended", "Trial ended without a card"
+        CANCELLED = "cancelled", "Cancelled"
+        REACTIVATED = "reactivated", "Reactivated"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="plan_changes")
+    from_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    to_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.CUSTOMER)
+
+    class Meta:
+        ordering = ["at", "pk"]
+        indexes = [models.Index(fields=["customer", "at"]), models.Index(fields=["at"])]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.from_plan_id} → {self.to_plan_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class InvoiceNumberCounter(models.Model):
+    """One row per year; numbers are taken under a row lock at issue time, so they never repeat."""
+
+    year = models.PositiveIntegerField(unique=True)
+    last = models.PositiveIntegerField(default=0)
+
+
+class Invoice(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        PAID = "paid", "Paid"
+        VOID = "void", "Void"
+        UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices")
+    period = models.CharField(max_length=7, help_text="YYYY-MM, UTC")
+    # Empty while draft; e.g. TB-2026-000042, given when the invoice is issued.
+    number = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=14, choices=Status.choices, default=Status.DRAFT)
+    currency = models.CharField(max_length=3, default="USD")
+    subtotal = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    total = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    # The plan in effect at the end of the period (its overage price billed the overage line).
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    calls = models.PositiveBigIntegerField(default=0, help_text="Billable calls in the period")
+    is_final = models.BooleanField(default=False, help_text="The last invoice after a cancellation")
+    created_at = models.DateTimeField(default=timezone.now)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    next_charge_at = models.DateTimeField(null=True, blank=True, help_text="Dunning: when to retry")
+
+    class Meta:
+        ordering = ["-period", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "period"], name="one_invoice_per_period"),
+            models.UniqueConstraint(fields=["number"], condition=~Q(number=""), name="unique_invoice_number"),
+        ]
+        indexes = [models.Index(fields=["status", "period"]), models.Index(fields=["period"])]
+
+    def __str__(self) -> str:
+        return self.number or f"draft {self.customer_id} {self.period}"
+
+    @property
+    def is_locked(self) -> bool:
+        """Issued invoices never change: a correction is a credit line on the next one."""
+        return self.status != self.Status.DRAFT
+
+
+class InvoiceLine(models.Model):
+    class Kind(models.TextChoices):
+        BASE = "base", "Base fee"
+        OVERAGE = "overage", "Overage"
+        CREDIT = "credit", "Credit"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    description = models.CharField(max_length=200)
+    quantity = models.DecimalField(max_digits=16, decimal_places=4)
+    unit_price = models.DecimalField(**UNIT_PRICE)
+    amount = models.DecimalField(**MONEY)
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    starts_on = models.DateField(null=True, blank=True)
+    ends_on = models.DateField(null=True, blank=True, help_text="Exclusive")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.description}: {self.amount}"
+
+
+class PaymentMethod(models.Model):
+    """The customer's card on file at Stripe (one default per customer); never the card number."""
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="payment_method")
+    stripe_payment_method_id = models.CharField(max_length=64)
+    brand = models.CharField(max_length=20, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.brand} •••• {self.last4}"
+
+
+class PaymentAttempt(models.Model):
+    """One try to charge an invoice. Written before Stripe is called, so a retry finds it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    amount = models.DecimalField(**MONEY)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    stripe_payment_intent_id = models.CharField(max_length=64, blank=True)
+    failure_code = models.CharField(max_length=60, blank=True)
+    failure_message = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["invoice", "number"]
+        constraints = [models.UniqueConstraint(fields=["invoice", "number"], name="one_attempt_number")]
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"invoice:{self.invoice_id}:charge:{self.number}"
+
+
+class StripeEvent(models.Model):
+    """Every webhook event, stored once by its Stripe id before it is handled (a replay is a no-op)."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    stripe_event_id = models.CharField(max_length=100, unique=True)
+    type = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    payload = models.JSONField()
+    handler_error = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.stripe_event_id}"
