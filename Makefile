@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 DEMO ?= 1
 PYTEST_ARGS ?=
-export PORT DEMO
+SITE_URL ?= http://127.0.0.1:$(PORT)
+export PORT DEMO SITE_URL
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install run test e2e-deps bench fuzz clean

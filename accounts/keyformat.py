@@ -1,4 +1,6 @@
-"""API key format (DESIGN §4): `sk_live_` or `sk_test_`, 56 hex of randomness, 8 hex CRC32.
+"""API key format (DESIGN §4): `sk_live_`, 56 hex of randomness, 8 hex CRC32.
+
+`sk_test_` is reserved for a future test mode; such keys issued earlier keep working.
 
 The checksum lets us reject a mistyped or made-up key without touching any store, and the
 fixed shape lets leak scanners recognise our keys, as GitHub's tokens do.
@@ -20,7 +22,7 @@ def _crc(body: str) -> str:
     return f"{zlib.crc32(body.encode('ascii')) & 0xFFFFFFFF:08x}"
 
 
-def key_generate(*, live: bool) -> str:
+def key_generate(*, live: bool = True) -> str:
     body = (LIVE_PREFIX if live else TEST_PREFIX) + secrets.token_hex(RANDOM_HEX // 2)
     return body + _crc(body)
 

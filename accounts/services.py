@@ -66,7 +66,7 @@ def api_key_issue(*, customer: Customer, name: str) -> IssuedKey:
         raise ValidationError(
             {"name": f"You already have {settings.MAX_ACTIVE_KEYS} active keys; revoke one first."}
         )
-    raw = key_generate(live=customer.plan.is_paid)
+    raw = key_generate()
     key = ApiKey.objects.create(
         customer=customer, name=name[:60], prefix=raw[:8], key_hash=key_hash(raw), last8=raw[-8:]
     )
@@ -98,7 +98,7 @@ def api_key_rotate(*, key: ApiKey, grace_days: int) -> IssuedKey:
         old.revoked_at = now
     old.save(update_fields=["expires_at", "revoked_at"])
     # The replacement does not count against the key limit: the old one is on its way out.
-    raw = key_generate(live=old.customer.plan.is_paid)
+    raw = key_generate()
     new = ApiKey.objects.create(
         customer=old.customer, name=old.name, prefix=raw[:8], key_hash=key_hash(raw),
         last8=raw[-8:], rotated_from=old,

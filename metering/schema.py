@@ -9,7 +9,7 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     name = ["BearerKey", "ApiKeyHeader"]
 
     def get_security_definition(self, auto_schema):
-        description = "Your key, `sk_live_…` or `sk_test_…` (64 hex characters after the prefix)."
+        description = "Your key, `sk_live_…` (64 hex characters after the prefix)."
         return [
             {"type": "http", "scheme": "bearer", "bearerFormat": "sk_live_<64 hex>", "description": description},
             {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": description},

@@ -47,14 +47,14 @@ def test_the_stored_hash_is_sha256_and_the_mask_shows_the_last_eight():
 
 @pytest.mark.django_db
 class TestServices:
-    def test_issue_stores_only_the_hash_and_picks_the_prefix_from_the_plan(self, customer, free_customer):
+    def test_issue_stores_only_the_hash_and_gives_every_plan_a_live_key(self, customer, free_customer):
         issued = api_key_issue(customer=customer, name="  Production ")
         row = ApiKey.objects.get(pk=issued.key.pk)
         assert issued.raw.startswith("sk_live_") and row.prefix == "sk_live_"
         assert row.key_hash == key_hash(issued.raw) and row.last8 == issued.raw[-8:]
         assert row.name == "Production"
         assert not any(issued.raw in str(value) for value in ApiKey.objects.filter(pk=row.pk).values().get().values())
-        assert api_key_issue(customer=free_customer, name="k").raw.startswith("sk_test_")
+        assert api_key_issue(customer=free_customer, name="k").raw.startswith("sk_live_")
 
     def test_a_customer_holds_at_most_ten_active_keys(self, customer, settings):
         for n in range(settings.MAX_ACTIVE_KEYS):
@@ -119,3 +119,17 @@ class TestServices:
         assert ApiKey.objects.get(pk=old.key.pk).revoked_at is not None
 
 
+
+
+def test_a_test_prefixed_key_issued_earlier_keeps_working(customer):
+    from rest_framework.test import APIClient
+
+    raw = key_generate(live=False)
+    ApiKey.objects.create(customer=customer, name="old", prefix=raw[:8], key_hash=key_hash(raw), last8=raw[-8:])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    response = client.get("/v1/geocode?q=Paris")
+
+    assert response.status_code == 200
+    assert response.json()["results"][0]["name"] == "Paris"

@@ -100,12 +100,12 @@ def test_the_welcome_email_is_sent_without_the_raw_key(client, django_capture_on
     assert "/portal/keys/" in html_body
 
 
-def test_a_free_signup_gets_no_trial_and_a_test_key(client):
+def test_a_free_signup_gets_no_trial_and_a_live_key(client):
     client.post(reverse("signup"), signup_data(plan="free"))
 
     customer = Customer.objects.get()
     assert customer.status == Customer.Status.ACTIVE and customer.trial_ends_at is None
-    assert customer.api_keys.get().prefix == "sk_test_"
+    assert customer.api_keys.get().prefix == "sk_live_"
 
 
 def test_the_key_is_not_shown_without_the_cookie_half(client):
