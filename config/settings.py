@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "metering",
     "billing",
     "dashboard",
+    "demo",
 ]
 
 MIDDLEWARE = [
