@@ -6,15 +6,21 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from .models import ApiKey, Customer
+from .text import single_line
 
 
 def _send(*, to: str, template: str, context: dict) -> None:
     context = {"site_url": settings.SITE_URL, **context}
-    subject = render_to_string(f"emails/{template}_subject.txt", context).strip()
+    # One line whatever the names in it hold: a CR or LF would make the send raise BadHeaderError.
+    subject = single_line(render_to_string(f"emails/{template}_subject.txt", context))
     body = render_to_string(f"emails/{template}_body.txt", context)
     message = EmailMultiAlternatives(subject, body, settings.DEFAULT_FROM_EMAIL, [to])
     message.attach_alternative(render_to_string(f"emails/{template}_body.html", context), "text/html")
     message.send()
+
+
+# Public name for the apps above (billing, notifications): one way to send, one layout.
+email_send = _send
 
 
 def welcome_email_send(*, customer_id: int) -> None:

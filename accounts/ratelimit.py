@@ -12,20 +12,21 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
-import redis
 from django.http import HttpRequest
-from django_redis import get_redis_connection
+
+from config.redis_client import (
+    REDIS_UNAVAILABLE, redis_client, redis_is_marked_down, redis_mark_down, redis_mark_up,
+)
 
 logger = logging.getLogger(__name__)
-
-# Errors that mean "Redis is not reachable": we then let the attempt through (see below).
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 @dataclass(frozen=True)
 class Attempt:
     limited: bool
     retry_after: int = 0
+    # True when an account's counter refused it rather than the client address's.
+    per_account: bool = False
 
     @property
     def retry_minutes(self) -> int:
@@ -50,15 +51,39 @@ def client_ip(request: HttpRequest) -> str:
 def attempt_count(*, scope: str, ident: str, limit: int, window_seconds: int) -> Attempt:
     """Count one attempt in a fixed window; `limited` once more than `limit` were made."""
     key = f"tb:ratelimit:{scope}:{ident}"
+    if redis_is_marked_down():
+        return _limiter_unavailable(scope)
     try:
         # MULTI makes create-with-expiry and increment one step: no counter without a TTL.
-        pipe = get_redis_connection("default").pipeline(transaction=True)
+        pipe = redis_client().pipeline(transaction=True)
         pipe.set(key, 0, ex=window_seconds, nx=True)
         pipe.incr(key)
         pipe.ttl(key)
         _, count, ttl = pipe.execute()
-    except REDIS_DOWN:
-        # Fail open: an outage of the limiter must not lock every customer out of the site.
-        logger.warning("rate limiter unavailable; allowing %s attempt", scope)
-        return Attempt(limited=False)
+    except REDIS_UNAVAILABLE:
+        redis_mark_down()
+        return _limiter_unavailable(scope)
+    redis_mark_up()  # back after an outage: the registered recovery runs once
     return Attempt(limited=count > limit, retry_after=max(int(ttl), 1))
+
+
+def attempt_peek(*, scope: str, ident: str, limit: int) -> Attempt:
+    """Whether `limit` attempts were already counted in the window, without counting one."""
+    key = f"tb:ratelimit:{scope}:{ident}"
+    if redis_is_marked_down():
+        return _limiter_unavailable(scope)
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.get(key)
+        pipe.ttl(key)
+        count, ttl = pipe.execute()
+    except REDIS_UNAVAILABLE:
+        redis_mark_down()
+        return _limiter_unavailable(scope)
+    return Attempt(limited=int(count or 0) >= limit, retry_after=max(int(ttl), 1))
+
+
+def _limiter_unavailable(scope: str) -> Attempt:
+    # Fail open: an outage of the limiter must not lock every customer out of the site.
+    logger.warning("rate limiter unavailable; allowing %s attempt", scope)
+    return Attempt(limited=False)

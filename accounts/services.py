@@ -10,10 +10,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+import outbox
 from plans.models import Plan
 
+from .events import api_key_rotated
 from .keyformat import key_generate, key_hash, key_is_well_formed
 from .models import ApiKey, Customer
+from .text import single_line
 
 MAX_GRACE_DAYS = 7
 
@@ -36,6 +39,9 @@ class Signup:
 def customer_signup(*, email: str, company: str, password: str, plan: Plan) -> Signup:
     user_model = get_user_model()
     email = user_model.objects.normalize_email(email).strip()
+    company = single_line(company)
+    if not company:
+        raise ValidationError({"company": "Tell us the name of your company or project."})
     if user_model.objects.filter(email__iexact=email).exists():
         raise ValidationError({"email": "An account with this email already exists."})
     user = user_model.objects.create_user(username=email.lower(), email=email, password=password)
@@ -51,7 +57,8 @@ def customer_signup(*, email: str, company: str, password: str, plan: Plan) -> S
     issued = api_key_issue(customer=customer, name="Default key")
     from .tasks import welcome_email_send
 
-    transaction.on_commit(lambda: welcome_email_send.delay(customer_id=customer.pk))
+    # Through the outbox: a broker outage must not fail a signup that already committed.
+    outbox.enqueue(welcome_email_send, customer_id=customer.pk)
     return Signup(customer=customer, issued=issued)
 
 
@@ -59,7 +66,7 @@ def customer_signup(*, email: str, company: str, password: str, plan: Plan) -> S
 def api_key_issue(*, customer: Customer, name: str) -> IssuedKey:
     # Lock the customer row so two concurrent requests cannot both pass the key limit.
     Customer.objects.select_for_update().filter(pk=customer.pk).first()
-    name = (name or "").strip()
+    name = single_line(name or "")
     if not name:
         raise ValidationError({"name": "Give the key a name."})
     if customer.api_keys.active().count() >= settings.MAX_ACTIVE_KEYS:
@@ -87,26 +94,38 @@ def api_key_rotate(*, key: ApiKey, grace_days: int) -> IssuedKey:
     """Issue a replacement and let the old key live `grace_days` more (0 ends it now)."""
     if not isinstance(grace_days, int) or not 0 <= grace_days <= MAX_GRACE_DAYS:
         raise ValidationError({"grace_days": f"Choose a grace period from 0 to {MAX_GRACE_DAYS} days."})
+    Customer.objects.select_for_update().filter(pk=key.customer_id).first()  # as in api_key_issue
     old = ApiKey.objects.select_for_update().get(pk=key.pk)
     if not old.is_active():
         raise ValidationError({"key": "Only an active key can be rotated."})
     if hasattr(old, "rotated_to"):
         raise ValidationError({"key": "This key was already rotated."})
+    _rotation_fits_key_limit(customer_id=old.customer_id, grace_days=grace_days)
     now = timezone.now()
     old.expires_at = now + timedelta(days=grace_days)
     if grace_days == 0:
         old.revoked_at = now
     old.save(update_fields=["expires_at", "revoked_at"])
-    # The replacement does not count against the key limit: the old one is on its way out.
     raw = key_generate()
     new = ApiKey.objects.create(
-        customer=old.customer, name=old.name, prefix=raw[:8], key_hash=key_hash(raw),
+        customer=old.customer, name=single_line(old.name) or "Rotated key", prefix=raw[:8], key_hash=key_hash(raw),
         last8=raw[-8:], rotated_from=old,
     )
     from .tasks import key_rotated_email_send
 
-    transaction.on_commit(lambda: key_rotated_email_send.delay(key_id=new.pk))
+    outbox.enqueue(key_rotated_email_send, key_id=new.pk)
+    transaction.on_commit(lambda: api_key_rotated.send(sender=ApiKey, key=new), robust=True)
     return IssuedKey(key=new, raw=raw)
+
+
+def _rotation_fits_key_limit(*, customer_id: int, grace_days: int) -> None:
+    """A key in its grace period still works, so it counts: with a grace the rotation adds one."""
+    in_use = ApiKey.objects.filter(customer_id=customer_id).active().count()
+    if grace_days > 0 and in_use >= settings.MAX_ACTIVE_KEYS:
+        raise ValidationError({"grace_days": (
+            f"You have {in_use} keys in use (keys in a grace period count) and the limit is "
+            f"{settings.MAX_ACTIVE_KEYS}: rotate with no grace period, or revoke a key first."
+        )})
 
 
 def api_key_verify(*, raw: str) -> ApiKey | None:

@@ -2,19 +2,22 @@ from __future__ import annotations
 
 from celery import shared_task
 
+import outbox
+
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
 def welcome_email_send(*, customer_id: int) -> None:
     from .emails import welcome_email_send as send
 
-    send(customer_id=customer_id)
+    # The outbox may deliver a task twice; the receipt makes the second one a no-op.
+    outbox.run_once(key=f"welcome-email:{customer_id}", work=lambda: send(customer_id=customer_id))
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
 def key_rotated_email_send(*, key_id: int) -> None:
     from .emails import key_rotated_email_send as send
 
-    send(key_id=key_id)
+    outbox.run_once(key=f"key-rotated-email:{key_id}", work=lambda: send(key_id=key_id))
 
 
 @shared_task

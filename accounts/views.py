@@ -15,13 +15,13 @@ from django.views.decorators.http import require_http_methods
 from plans.selectors import plans_public
 
 from .forms import EmailAuthenticationForm, RateLimitedPasswordResetForm, SignupForm, add_service_errors
+from .login_guard import login_attempt_count
 from .ratelimit import Attempt, attempt_count, client_ip
 from .reveal import reveal_render, reveal_stash
 from .selectors import customer_for_user
 from .services import customer_signup
 
 SIGNUP_WINDOW_SECONDS = 60 * 60
-LOGIN_WINDOW_SECONDS = 15 * 60
 RESET_WINDOW_SECONDS = 60 * 60
 
 
@@ -29,14 +29,15 @@ def _attempt(request: HttpRequest, *, scope: str, limit: int, window_seconds: in
     return attempt_count(scope=scope, ident=client_ip(request), limit=limit, window_seconds=window_seconds)
 
 
-def _limit_message(attempt: Attempt, what: str) -> str:
+def limit_message(attempt: Attempt, what: str) -> str:
     if not attempt.limited:
         return ""
     minutes = attempt.retry_minutes
-    return f"Too many {what} from your network. Please try again in {minutes} minute{'s' if minutes > 1 else ''}."
+    source = "for this account" if attempt.per_account else "from your network"
+    return f"Too many {what} {source}. Please try again in {minutes} minute{'s' if minutes > 1 else ''}."
 
 
-def _as_limited(response: HttpResponse, attempt: Attempt) -> HttpResponse:
+def limited_response(response: HttpResponse, attempt: Attempt) -> HttpResponse:
     response.status_code = 429
     response["Retry-After"] = str(attempt.retry_after)
     return response
@@ -49,13 +50,13 @@ def signup(request: HttpRequest) -> HttpResponse:
     attempt = _attempt(
         request, scope="signup", limit=settings.SIGNUPS_PER_HOUR_PER_IP, window_seconds=SIGNUP_WINDOW_SECONDS
     )
-    form = SignupForm(request.POST, rate_limit_message=_limit_message(attempt, "sign-ups"))
+    form = SignupForm(request.POST, rate_limit_message=limit_message(attempt, "sign-ups"))
     if form.is_valid():
         response = _signup_complete(request, form)
         if response is not None:
             return response
     response = render(request, "accounts/signup.html", {"form": form})
-    return _as_limited(response, attempt) if form.is_rate_limited else response
+    return limited_response(response, attempt) if form.is_rate_limited else response
 
 
 def _signup_page(request: HttpRequest) -> HttpResponse:
@@ -106,27 +107,33 @@ class RateLimitedPostMixin:
     attempt = Attempt(limited=False)
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        self.attempt = self.attempt_count(request)
+        return super().post(request, *args, **kwargs)
+
+    def attempt_count(self, request: HttpRequest) -> Attempt:
         # Every POST counts, right or wrong: that is what slows down guessing.
-        self.attempt = _attempt(
+        return _attempt(
             request, scope=self.limit_scope, limit=getattr(settings, self.limit_setting),
             window_seconds=self.limit_window_seconds,
         )
-        return super().post(request, *args, **kwargs)
 
     def get_form_kwargs(self) -> dict:
-        return {**super().get_form_kwargs(), "rate_limit_message": _limit_message(self.attempt, self.limit_what)}
+        return {**super().get_form_kwargs(), "rate_limit_message": limit_message(self.attempt, self.limit_what)}
 
     def form_invalid(self, form) -> HttpResponse:
         response = super().form_invalid(form)
-        return _as_limited(response, self.attempt) if form.is_rate_limited else response
+        return limited_response(response, self.attempt) if form.is_rate_limited else response
 
 
 class LoginView(RateLimitedPostMixin, auth_views.LoginView):
     template_name = "accounts/login.html"
     authentication_form = EmailAuthenticationForm
     redirect_authenticated_user = True
-    limit_scope, limit_what = "login", "sign-in attempts"
-    limit_setting, limit_window_seconds = "LOGINS_PER_15_MIN_PER_IP", LOGIN_WINDOW_SECONDS
+    limit_what = "sign-in attempts"
+
+    def attempt_count(self, request: HttpRequest) -> Attempt:
+        # Per address and per account, shared with the staff login (login_guard).
+        return login_attempt_count(request)
 
 
 class PasswordResetView(RateLimitedPostMixin, auth_views.PasswordResetView):

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -12,8 +15,10 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# The fallback only serves `make run` on a laptop; production sets SECRET_KEY.
-SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key-set-SECRET_KEY-in-production")
+# Production sets SECRET_KEY; the well-known fallback is refused unless DEBUG=true (see the
+# Security section). `make run` makes a random key of its own under var/.
+DEV_SECRET_KEY = "dev-only-insecure-key-set-SECRET_KEY-in-production"
+SECRET_KEY = env("SECRET_KEY", default=DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Never derived from PORT: the process manager gives every process (web, worker, beat) its own
@@ -21,7 +26,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, its login limited like the customers' (accounts/admin_site.py).
+    "accounts.apps.StaffAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -32,16 +38,19 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "outbox",
     "accounts",
     "plans",
     "metering",
     "billing",
+    "notifications",
     "dashboard",
     "demo",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -49,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.errors.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -124,7 +134,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "metering.parsers.BoundedJSONParser",  # size- and depth-bounded: bad JSON is a 400, never a 500
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "metering.errors.exception_handler",
@@ -152,6 +162,15 @@ SPECTACULAR_SETTINGS = {
 
 # Metering (DESIGN §4-§5).
 METERING_FAIL_OPEN = env.bool("METERING_FAIL_OPEN", default=True)
+# Calls answered 2xx are billed in one batch per process at most this often (off the request path).
+METERING_COMMIT_SECONDS = env.float("METERING_COMMIT_SECONDS", default=0.5)
+# A call still unanswered after this long lost its worker (timeout kill, OOM): the flush releases
+# it, unbilled. Keep it well above gunicorn's --timeout (30 s by default).
+METERING_CALL_MAX_SECONDS = env.int("METERING_CALL_MAX_SECONDS", default=120)
+# /v1/usage is free but not unlimited: calls per minute per customer.
+USAGE_API_PER_MINUTE = env.int("USAGE_API_PER_MINUTE", default=60)
+# Keys that match no active key, per client address per minute, before /v1 stops looking them up.
+API_INVALID_KEYS_PER_MINUTE = env.int("API_INVALID_KEYS_PER_MINUTE", default=30)
 # Upper bound on how long a worker trusts its in-process copy of a key's config; the
 # throttle script also reports config changes on every call, so most changes land at once.
 KEY_CACHE_SECONDS = env.float("KEY_CACHE_SECONDS", default=5.0)
@@ -162,15 +181,31 @@ BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
 MAX_ACTIVE_KEYS = env.int("MAX_ACTIVE_KEYS", default=10)
 SIGNUPS_PER_HOUR_PER_IP = env.int("SIGNUPS_PER_HOUR_PER_IP", default=10)
 LOGINS_PER_15_MIN_PER_IP = env.int("LOGINS_PER_15_MIN_PER_IP", default=20)
+# Failed sign-ins per account (customer or staff) from any address, per 15 minutes.
+LOGIN_FAILURES_PER_15_MIN_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_15_MIN_PER_ACCOUNT", default=10)
 PASSWORD_RESETS_PER_HOUR_PER_IP = env.int("PASSWORD_RESETS_PER_HOUR_PER_IP", default=5)
 IMAGE_MAX_BYTES = env.int("IMAGE_MAX_BYTES", default=10 * 1024 * 1024)
 IMAGE_MAX_PIXELS = env.int("IMAGE_MAX_PIXELS", default=40_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
+# Stripe (DESIGN §6). Without STRIPE_SECRET_KEY, `make run` / `make test` start localstripe
+# (config/embedded.py) and set all of these to point at it.
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
+# Empty means Stripe itself; localstripe's address otherwise.
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
+STRIPE_JS_URL = env("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
+# Dunning: days after the first failed charge on which it is retried; the invoice becomes
+# uncollectible when the last retry fails.
+BILLING_RETRY_DAYS = [int(day) for day in env.list("BILLING_RETRY_DAYS", default=["1", "3", "5"])]
+
+# Customer webhooks (notifications app): https only, and never to private, loopback,
+# link-local or metadata addresses, unless these are set (development and tests).
+WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=False)
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=False)
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
@@ -179,6 +214,13 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A broker that accepts connections but never answers would otherwise hold a request that
+# publishes (through the outbox, after its commit) for minutes; with these it gives up in
+# seconds, the outbox row stays pending and the beat drain sends it later.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": env.float("CELERY_BROKER_TIMEOUT", default=2.0),
+    "socket_timeout": env.float("CELERY_BROKER_TIMEOUT", default=2.0),
+}
 CELERY_BEAT_SCHEDULE = {
     # Every minute: move Redis usage counters into Postgres, so a Redis loss costs at
     # most one interval of counts (DESIGN §5).
@@ -186,10 +228,63 @@ CELERY_BEAT_SCHEDULE = {
         "task": "metering.tasks.usage_flush",
         "schedule": USAGE_FLUSH_SECONDS,
     },
+    # Every minute: hand the broker the tasks that commits left pending while it was
+    # unreachable (signup and rotation emails, and anything else sent through the outbox).
+    "outbox-drain": {
+        "task": "outbox.tasks.outbox_drain",
+        "schedule": 60,
+    },
+    # Nightly: forget outbox rows sent a week ago and once-only receipts a month old.
+    "outbox-prune": {
+        "task": "outbox.tasks.outbox_prune",
+        "schedule": crontab(minute=15, hour=0),
+    },
+    # Every minute: webhook deliveries whose backoff ended get their next attempt; the
+    # schedule lives in the database, so a restarted worker loses no retry.
+    "webhook-retries": {
+        "task": "notifications.tasks.webhook_retries_run",
+        "schedule": 60,
+    },
+    # Nightly: forget delivered and failed webhook events older than 30 days, with their attempts.
+    "webhook-events-prune": {
+        "task": "notifications.tasks.webhook_events_prune",
+        "schedule": crontab(minute=25, hour=0),
+    },
+    # 00:05 on the 1st (UTC): spend caps are turned into calls against the new month's base
+    # fees (proration and trials change them); the meter's month counters reset by themselves.
+    "usage-limits-refresh": {
+        "task": "notifications.tasks.usage_limits_refresh",
+        "schedule": crontab(minute=5, hour=0, day_of_month=1),
+    },
+    # Nightly at 02:40 UTC, after the month close's safety-net window on the 1st would have
+    # drafted invoices: compare Redis counters, Postgres usage, invoices and charges for last
+    # month and this one, and store each drift for the staff dashboard (DESIGN §5).
+    "usage-reconcile": {
+        "task": "dashboard.tasks.usage_reconcile_nightly",
+        "schedule": crontab(minute=40, hour=2),
+    },
     # Nightly: drop rate-limit bookkeeping and expired grace-period keys from caches.
     "keys-expire": {
         "task": "accounts.tasks.api_keys_expire",
         "schedule": crontab(minute=5, hour=0),
+    },
+    # Hourly: retry failed charges whose dunning day has come (BILLING_RETRY_DAYS); the
+    # last failure makes the invoice uncollectible. Hourly keeps a retry within an hour of due.
+    "invoices-dunning": {
+        "task": "billing.tasks.invoices_dunning_run",
+        "schedule": crontab(minute=20),
+    },
+    # 00:30 on the 1st (UTC), after the minute flushes have drained the old month: flush once
+    # more, then draft, issue and charge last month's invoices. The 06:30 run is the safety
+    # net for a run that crashed or found Redis down; a repeat changes nothing.
+    "month-close": {
+        "task": "billing.tasks.month_close",
+        "schedule": crontab(minute=30, hour="0,6", day_of_month=1),
+    },
+    # Hourly: remind trials ending within 3 days (once each) and end the expired ones.
+    "trials": {
+        "task": "billing.tasks.trials_run",
+        "schedule": crontab(minute=10),
     },
 }
 
@@ -199,10 +294,48 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # The Stripe SDK logs every request at INFO; our gateway logs the failures that matter.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "stripe": {"level": "WARNING"}},
 }
 
-if not DEBUG:
-    SESSION_COOKIE_HTTPONLY = True
-    CSRF_COOKIE_HTTPONLY = False
-    SECURE_CONTENT_TYPE_NOSNIFF = True
+# Security. Everything here is on by default when DEBUG=false; `make run` and the tests serve
+# plain HTTP on 127.0.0.1 and say so with SECURE_HTTPS=false.
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured("Set SECRET_KEY: the development key is refused when DEBUG is false.")
+# The site is reached over HTTPS: redirect plain HTTP, send HSTS, keep cookies off plain HTTP.
+SECURE_HTTPS = env.bool("SECURE_HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SECURE_HTTPS)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=SECURE_HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=SECURE_HTTPS)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if SECURE_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=SECURE_HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=SECURE_HTTPS)
+# Behind a TLS-terminating proxy that overwrites the header, e.g.
+# SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https. Never set it for a proxy that passes the
+# client's own header through: the client could then claim HTTPS. (gunicorn already trusts
+# X-Forwarded-Proto from --forwarded-allow-ips, 127.0.0.1 by default.)
+SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER", default=[])) or None
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# Content-Security-Policy (django-csp). Scripts only from our origin and Stripe.js (or the
+# local Stripe mock at STRIPE_JS_URL); inline scripts need the per-request nonce:
+# <script nonce="{{ request.csp_nonce }}">. Inline styles stay allowed: Swagger UI and a few
+# width bars use them, and a style runs no script.
+_stripe_js = urlsplit(STRIPE_JS_URL)
+_stripe_js_origin = f"{_stripe_js.scheme}://{_stripe_js.netloc}" if _stripe_js.netloc else ""
+_STRIPE_ORIGINS = list(dict.fromkeys(filter(None, ["https://js.stripe.com", _stripe_js_origin])))
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE, *_STRIPE_ORIGINS],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:", "https://*.stripe.com"],
+        "connect-src": [SELF, "https://api.stripe.com", *_STRIPE_ORIGINS],
+        "frame-src": ["https://hooks.stripe.com", *_STRIPE_ORIGINS],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}

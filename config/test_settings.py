@@ -1,5 +1,12 @@
 """Test settings: the real Postgres and Redis, with Celery tasks run in-process."""
-from .settings import *  # noqa: F401,F403
+import os
+
+# Tests serve plain HTTP on 127.0.0.1 with a key of their own (the base settings refuse the
+# development key when DEBUG is false); child processes inherit both.
+os.environ.setdefault("SECRET_KEY", "tests-only-" + "k" * 50)
+os.environ.setdefault("SECURE_HTTPS", "false")
+
+from .settings import *  # noqa: E402,F401,F403
 from .settings import env
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,3 +24,6 @@ _redis = urlsplit(REDIS_URL)  # noqa: F405
 REDIS_URL = urlunsplit(_redis._replace(path=f"/{TEST_REDIS_DB}"))
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
 CELERY_BROKER_URL = REDIS_URL
+# Webhook tests post to a receiver on 127.0.0.1 over plain http.
+WEBHOOKS_ALLOW_HTTP = True
+WEBHOOKS_ALLOW_PRIVATE = True
