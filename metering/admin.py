@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import UsageFlush, UsageRecord
+from .models import UsageFlush, UsageLimits, UsageRecord
 
 
 @admin.register(UsageRecord)
@@ -22,3 +22,13 @@ class UsageFlushAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(UsageLimits)
+class UsageLimitsAdmin(admin.ModelAdmin):
+    """A customer's alert thresholds and call ceiling (set from its portal settings)."""
+
+    list_display = ("customer", "alert_at_calls", "call_ceiling", "updated_at")
+    list_select_related = ("customer",)
+    search_fields = ("customer__company",)
+    raw_id_fields = ("customer",)

@@ -10,19 +10,21 @@ from drf_spectacular.utils import (
     OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer,
 )
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from plans.models import Product
 
-from .meter import meter_refund
+from .meter import meter_settle
+from .parsers import MAX_JSON_DEPTH, BoundedJSONParser
 from .products.errors import ProductInputError
 from .products.geocode import geocode_reverse, geocode_search
-from .products.image import image_analyze
-from .products.text import text_analyze
+from .products.image import DEFAULT_MAX_FULL_DECODE_PIXELS as MAX_FULL_DECODE_PIXELS
+from .products.image import MAX_FRAMES, image_analyze
+from .products.text import MAX_TEXT_LENGTH, text_analyze
 from .selectors import usage_summary
-from .throttling import PlanThrottle
+from .throttling import PlanThrottle, RateLimited, UsageReadThrottle, throttled_error
 
 
 class StrictCharField(serializers.CharField):
@@ -61,7 +63,8 @@ def _errors(*codes: int) -> dict:
         402: "`Payment required`: past due beyond the grace period.",
         403: "`Account cancelled` or `Your plan does not include this endpoint`.",
         413: "Payload too large.",
-        429: "`Rate limit exceeded` or `Monthly quota exceeded. Upgrade your plan.`, with Retry-After.",
+        429: "`Rate limit exceeded`, `Monthly quota exceeded. Upgrade your plan.`, `Spend cap reached` "
+             "(the monthly ceiling you set) or `Too many invalid API keys from this address`, with Retry-After.",
         503: "Metering unavailable (only when fail-open is turned off).",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
@@ -76,12 +79,15 @@ class MeteredApi(APIView):
     product: str = ""
     throttle_classes = [PlanThrottle]
 
+    def throttled(self, request, wait):
+        raise throttled_error(request, wait)
+
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         result = getattr(request, "meter", None)
         if result is not None:
-            if response.status_code >= 500:
-                meter_refund(result)
+            # Only a 2xx is billed; a product's 400/413/415 or a 5xx is released (DESIGN §4).
+            meter_settle(result=result, status_code=response.status_code)
             response["X-RateLimit-Limit"] = result.rate_limit
             response["X-RateLimit-Remaining"] = result.rate_remaining
             response["X-RateLimit-Reset"] = result.rate_reset_seconds
@@ -106,7 +112,9 @@ class GeocodeApi(MeteredApi):
 
     @extend_schema_serializer(component_name="GeocodeInput")
     class InputSerializer(serializers.Serializer):
-        q = serializers.CharField(max_length=200, trim_whitespace=True)
+        q = serializers.CharField(max_length=200, trim_whitespace=True, help_text=(
+            "A city name or its beginning, 1 to 200 characters; case and accents are ignored."
+        ))
         limit = serializers.IntegerField(min_value=1, max_value=20, default=5)
 
     @extend_schema_serializer(component_name="GeocodeOutput")
@@ -148,20 +156,40 @@ class ReverseGeocodeApi(MeteredApi):
         return Response({"results": geocode_reverse(lat=data["lat"], lon=data["lon"], limit=data["limit"])})
 
 
+def _proportion(what: str) -> serializers.FloatField:
+    return serializers.FloatField(min_value=0, max_value=1, help_text=(
+        f"Proportion of the text that reads {what}, 0 to 1; `pos`, `neu` and `neg` add up to about 1. "
+        "A proportion, not a verdict: use `label` and `score`."
+    ))
+
+
 class TextAnalyzeApi(MeteredApi):
     product = Product.TEXT
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
 
     @extend_schema_serializer(component_name="TextAnalyzeInput")
     class InputSerializer(serializers.Serializer):
-        text = StrictCharField(max_length=20_000, trim_whitespace=False)
+        text = StrictCharField(max_length=MAX_TEXT_LENGTH, trim_whitespace=False, help_text=(
+            f"The text to analyze: 1 to {MAX_TEXT_LENGTH:,} characters (Unicode code points), not only "
+            f"whitespace. The JSON body may nest at most {MAX_JSON_DEPTH} levels deep."
+        ))
 
     @extend_schema_serializer(component_name="TextAnalyzeOutput")
     class OutputSerializer(serializers.Serializer):
         sentiment = inline_serializer("Sentiment", {
-            "label": serializers.ChoiceField(["positive", "negative", "neutral"]),
-            "compound": serializers.FloatField(), "pos": serializers.FloatField(),
-            "neu": serializers.FloatField(), "neg": serializers.FloatField(),
+            "label": serializers.ChoiceField(["positive", "negative", "neutral"], help_text=(
+                "The verdict: `positive` when `score` >= 0.05, `negative` when `score` <= -0.05, "
+                "`neutral` in between."
+            )),
+            "score": serializers.FloatField(min_value=-1, max_value=1, help_text=(
+                "Overall sentiment from -1 (most negative) through 0 (neutral) to 1 (most positive): "
+                "VADER's compound score for the whole text. VADER is tuned for sentences and short posts; "
+                "on long texts the score tends towards -1 or 1."
+            )),
+            "compound": serializers.FloatField(min_value=-1, max_value=1, help_text=(
+                "The same value as `score`, under VADER's own name."
+            )),
+            "pos": _proportion("positive"), "neu": _proportion("neutral"), "neg": _proportion("negative"),
         })
         counts = inline_serializer("TextCounts", {
             "characters": serializers.IntegerField(), "words": serializers.IntegerField(),
@@ -188,7 +216,12 @@ class ImageAnalyzeApi(MeteredApi):
 
     @extend_schema_serializer(component_name="ImageAnalyzeInput")
     class InputSerializer(serializers.Serializer):
-        image = serializers.FileField()
+        image = serializers.FileField(help_text=(
+            f"JPEG, PNG, GIF, WebP, BMP, TIFF or AVIF, at most {settings.IMAGE_MAX_BYTES / 1_048_576:g} MB. "
+            f"JPEG may have up to {settings.IMAGE_MAX_PIXELS / 1e6:g} megapixels; other formats, decoded in full, "
+            f"up to {min(settings.IMAGE_MAX_PIXELS, MAX_FULL_DECODE_PIXELS) / 1e6:g}. A file of too many parts "
+            "(frames, chunks, markers, or progressive scans) answers 413 `image_too_complex`."
+        ))
 
     @extend_schema_serializer(component_name="ImageAnalyzeOutput")
     class OutputSerializer(serializers.Serializer):
@@ -198,7 +231,9 @@ class ImageAnalyzeApi(MeteredApi):
         mode = serializers.CharField()
         megapixels = serializers.FloatField()
         animated = serializers.BooleanField()
-        frames = serializers.IntegerField()
+        frames = serializers.IntegerField(help_text=(
+            f"Frames (TIFF: pages), counted up to {MAX_FRAMES:,}: {MAX_FRAMES:,} means that many or more."
+        ))
         dominant_colors = inline_serializer(
             "DominantColor", {"hex": serializers.CharField(), "share": serializers.FloatField()}, many=True
         )
@@ -222,7 +257,13 @@ class ImageAnalyzeApi(MeteredApi):
 
 
 class UsageApi(APIView):
-    """The caller's own usage this period. Neither billed nor rate limited (as GitHub's /rate_limit)."""
+    """The caller's own usage this period (as GitHub's /rate_limit): not billed, outside the plan's
+    rate limit, but limited on its own (USAGE_API_PER_MINUTE per customer)."""
+
+    throttle_classes = [UsageReadThrottle]
+
+    def throttled(self, request, wait):
+        raise RateLimited(wait=wait)
 
     @extend_schema_serializer(component_name="UsageOutput")
     class OutputSerializer(serializers.Serializer):
@@ -238,10 +279,10 @@ class UsageApi(APIView):
         rate_limit_per_minute = serializers.IntegerField()
         by_product = serializers.DictField(child=serializers.IntegerField())
 
-    @extend_schema(operation_id="usage", responses={200: OutputSerializer, **_errors(401, 402, 403)})
+    @extend_schema(operation_id="usage", responses={200: OutputSerializer, **_errors(401, 402, 403, 429)})
     def get(self, request):
         config = request.auth
-        summary = usage_summary(customer_id=config.customer_id, day=timezone.now().date())
+        summary = usage_summary(customer_id=config.customer_id, day=timezone.now().date(), cached=True)
         overage_calls = 0 if config.hard_cap else max(0, summary.calls - config.included_calls)
         return Response({
             "period": summary.period,

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
 from accounts.keyformat import key_is_well_formed
+from accounts.ratelimit import attempt_count, attempt_peek, client_ip
 
-from .keyconfig import KeyConfig, key_config_get
+from .keyconfig import KeyConfig, key_config_cached, key_config_get
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,15 @@ class InvalidApiKey(exceptions.AuthenticationFailed):
     default_code = "invalid_api_key"
 
 
+class TooManyInvalidKeys(exceptions.Throttled):
+    default_detail = "Too many invalid API keys from this address"
+    default_code = "too_many_invalid_keys"
+
+    def __init__(self, wait: int):
+        super().__init__(wait=wait, detail=self.default_detail, code=self.default_code)
+        self.detail = exceptions.ErrorDetail(self.default_detail, self.default_code)
+
+
 def raw_key_from(request) -> str | None:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
@@ -48,7 +59,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         # The CRC32 tail rejects typos and guesses before any cache or database lookup.
         if not key_is_well_formed(raw):
             raise InvalidApiKey()
-        config = key_config_get(raw)
+        known, config = key_config_cached(raw)
+        if not known:
+            config = _looked_up(request, raw)
         if config is None or config.is_expired():
             raise InvalidApiKey()
         request.raw_api_key = raw
@@ -56,3 +69,16 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
+
+
+def _looked_up(request, raw: str) -> KeyConfig | None:
+    """A key this process has not seen: one query, unless the client address already sent too
+    many keys that matched nothing (a well-formed made-up key passes the checksum)."""
+    scope, ident = "v1-invalid-key", client_ip(request)
+    refused = attempt_peek(scope=scope, ident=ident, limit=settings.API_INVALID_KEYS_PER_MINUTE)
+    if refused.limited:
+        raise TooManyInvalidKeys(wait=refused.retry_after)
+    config = key_config_get(raw)
+    if config is None:
+        attempt_count(scope=scope, ident=ident, limit=settings.API_INVALID_KEYS_PER_MINUTE, window_seconds=60)
+    return config

@@ -1,37 +1,26 @@
-"""The metering Redis connection, its Lua scripts, and a small circuit breaker."""
+"""The metering Lua scripts and key names, over the project's shared Redis client.
+
+The client, the outage errors and the circuit breaker live in config.redis_client; they are
+re-exported here under the names the metering code has always used.
+"""
 from __future__ import annotations
 
-import time
 from functools import cache
 from pathlib import Path
 
 import redis
-from django.conf import settings
-from django_redis import get_redis_connection
 
-# Errors that mean "Redis is not there", as opposed to a bug in a script or a command.
-UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
-
-_down_until = 0.0
-
-
-def redis_client() -> redis.Redis:
-    return get_redis_connection("default")
-
-
-def redis_is_marked_down() -> bool:
-    return time.monotonic() < _down_until
-
-
-def redis_mark_down() -> None:
-    """Skip Redis for a moment: one failed connect per interval, not one per request."""
-    global _down_until
-    _down_until = time.monotonic() + settings.REDIS_RETRY_SECONDS
-
-
-def redis_mark_up() -> None:
-    global _down_until
-    _down_until = 0.0
+from config.redis_client import (  # noqa: F401 - re-exported
+    REDIS_UNAVAILABLE as UNAVAILABLE,
+    on_recovery,
+    redis_defer_to_recovery,
+    redis_client,
+    redis_is_marked_down,
+    redis_mark_down,
+    redis_mark_up,
+    redis_outage_seen,
+    redis_recovered,
+)
 
 
 @cache

@@ -1,16 +1,21 @@
-"""What the hot path needs to know about a key, cached in-process, then Redis, then Postgres.
+"""What the hot path needs to know about a key: built from Postgres, cached in-process.
 
 A config carries its customer's `config_version`; the meter script compares it with the
 version in Redis on every call, so a change made on any worker is seen at once. The
-in-process copy also expires after KEY_CACHE_SECONDS, which bounds staleness when Redis
-is down.
+in-process copy also expires after KEY_CACHE_SECONDS. There is no shared copy in Redis: one
+would outlive a change whose version could not be published (Redis unreachable at commit).
+While this process has seen Redis fail and not yet reached it again, every call reads its
+config from Postgres (it writes its count there anyway), and the copies built before are
+dropped once Redis answers, so a change made during an outage holds on the first call after.
 """
 from __future__ import annotations
 
-import json
+import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
+
+from cachetools import TTLCache
 
 from django.conf import settings
 from django.utils import timezone
@@ -21,10 +26,12 @@ from plans.models import Plan
 
 from . import connection
 
-# Short enough that a change whose version could not be published (Redis unreachable at
-# commit time) is still picked up within a minute of Redis coming back.
-REDIS_TTL_SECONDS = 60
 LOCAL_MAX_ENTRIES = 50_000
+# Hashes no active key has (made up, revoked, expired): remembered apart from the configs, so a
+# flood of made-up keys costs one query per key and per process and cannot evict real configs.
+# None of them can become a valid key again, so they may be kept longer than configs.
+UNKNOWN_MAX_ENTRIES = 100_000
+UNKNOWN_KEY_SECONDS = 600
 
 
 class Access:
@@ -45,10 +52,12 @@ class KeyConfig:
     rate_per_minute: int
     included_calls: int
     hard_cap: bool
-    overage_price: str  # Decimal as text: the config travels through Redis as JSON
+    overage_price: str  # Decimal as text: the config stays hashable and immutable
     entitlements: tuple[str, ...]
     expires_at: float | None  # epoch seconds; rotated keys stop at their grace end
     payment_due_at: float | None = None  # epoch seconds; past-due grace ends, then 402
+    alert_at: tuple[int, ...] = ()  # month call counts at which usage_threshold_crossed is sent
+    call_ceiling: int | None = None  # the customer's spend cap, in calls: refused from there on
 
     def is_expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (now or time.time()) >= self.expires_at
@@ -58,22 +67,35 @@ class KeyConfig:
 
 
 _local: dict[str, tuple[KeyConfig | None, float]] = {}
+_unknown: TTLCache = TTLCache(maxsize=UNKNOWN_MAX_ENTRIES, ttl=UNKNOWN_KEY_SECONDS)
+_unknown_lock = threading.Lock()
 
 
 def key_config_get(raw_key: str) -> KeyConfig | None:
+    known, config = key_config_cached(raw_key)
+    if known:
+        return config
     digest = key_hash(raw_key)
-    hit = _local.get(digest)
-    if hit is not None and hit[1] > time.monotonic():
-        return hit[0]
-    config = _from_redis(digest)
-    if config is None:
-        config = key_config_load(digest)
+    config = key_config_load(digest)
     _remember(digest, config)
     return config
 
 
+def key_config_cached(raw_key: str) -> tuple[bool, KeyConfig | None]:
+    """(True, config) when this process can answer without Postgres, (True, None) for a hash
+    known to match no active key; (False, None) when only a lookup can tell."""
+    digest = key_hash(raw_key)
+    hit = _local.get(digest)
+    if hit is not None and hit[1] > time.monotonic() and not connection.redis_outage_seen():
+        return True, hit[0]
+    with _unknown_lock:
+        if digest in _unknown:
+            return True, None
+    return False, None
+
+
 def key_config_reload(raw_key: str) -> KeyConfig | None:
-    """Straight from Postgres, refreshing both caches (the meter script saw a newer version)."""
+    """Straight from Postgres, refreshing the cache (the meter script saw a newer version)."""
     digest = key_hash(raw_key)
     config = key_config_load(digest)
     _remember(digest, config)
@@ -81,50 +103,34 @@ def key_config_reload(raw_key: str) -> KeyConfig | None:
 
 
 def key_config_load(digest: str) -> KeyConfig | None:
-    key = ApiKey.objects.select_related("customer__plan").filter(key_hash=digest).first()
+    key = ApiKey.objects.select_related("customer__plan", "customer__usage_limits").filter(key_hash=digest).first()
     if key is None or not key.is_active():
         return None
-    config = _build(key)
-    if not connection.redis_is_marked_down():
-        try:
-            connection.redis_client().set(redis_config_key(digest), json.dumps(asdict(config)), ex=REDIS_TTL_SECONDS)
-        except connection.UNAVAILABLE:
-            connection.redis_mark_down()
-    return config
+    return _build(key)
 
 
-def redis_config_key(digest: str) -> str:
-    return f"tb:key:{digest}"
-
-
+@connection.on_recovery
 def key_config_forget_local() -> None:
     _local.clear()
+    with _unknown_lock:
+        _unknown.clear()
 
 
 def _remember(digest: str, config: KeyConfig | None) -> None:
+    if config is None:
+        _local.pop(digest, None)
+        with _unknown_lock:
+            _unknown[digest] = True
+        return
     if len(_local) >= LOCAL_MAX_ENTRIES:
         _local.clear()
     _local[digest] = (config, time.monotonic() + settings.KEY_CACHE_SECONDS)
 
 
-def _from_redis(digest: str) -> KeyConfig | None:
-    if connection.redis_is_marked_down():
-        return None
-    try:
-        payload = connection.redis_client().get(redis_config_key(digest))
-    except connection.UNAVAILABLE:
-        connection.redis_mark_down()
-        return None
-    if payload is None:
-        return None
-    data = json.loads(payload)
-    data["entitlements"] = tuple(data["entitlements"])
-    return KeyConfig(**data)
-
-
 def _build(key: ApiKey) -> KeyConfig:
     customer = key.customer
     plan, access, payment_due_at = _effective_plan(customer)
+    limits = getattr(customer, "usage_limits", None)
     return KeyConfig(
         key_id=key.pk,
         customer_id=customer.pk,
@@ -138,6 +144,8 @@ def _build(key: ApiKey) -> KeyConfig:
         entitlements=tuple(plan.entitlements),
         expires_at=key.expires_at.timestamp() if key.expires_at else None,
         payment_due_at=payment_due_at,
+        alert_at=tuple(sorted(set(limits.alert_at_calls))) if limits else (),
+        call_ceiling=limits.call_ceiling if limits else None,
     )
 
 

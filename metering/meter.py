@@ -1,36 +1,52 @@
-"""The hot path: one atomic Lua call rate-limits, enforces the hard cap and counts a call.
+"""The hot path: one atomic Lua call rate-limits, enforces the caps and reserves a call.
+
+Billing follows the answer (DESIGN §4). The script takes the call's place in the rate window
+and the month counter and records it as open; once answered, a 2xx is billed (its commit joins
+a per-process batch sent off the request path, at most every METERING_COMMIT_SECONDS) and
+anything else is released at once (a second round trip, for non-2xx answers only). A call whose
+worker died before answering stays open until the flush releases it, unbilled.
 
 When Redis cannot be reached the API fails open (Kong's `fault_tolerant`): calls are counted
 straight into Postgres and the per-minute limit is not enforced until Redis is back.
 """
 from __future__ import annotations
 
+import atexit
 import calendar
 import itertools
+import logging
 import os
 import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from datetime import date, datetime, timezone as dt_timezone
+from datetime import date, datetime, timedelta, timezone as dt_timezone
 from typing import Callable
 
+import redis
 from django.conf import settings
 from django.utils import timezone
 
 from . import connection
+from .events import usage_threshold_crossed
 from .keyconfig import KeyConfig, key_config_reload
-from .selectors import month_bounds, usage_month_total
-from .usage_fields import last_used_field, usage_field
+from .selectors import month_bounds, usage_month_total, usage_unseen_bound
+from .usage_fields import last_used_field, month_counter_key, open_calls_key, open_member, usage_field
+
+logger = logging.getLogger(__name__)
 
 WINDOW_MS = 60_000
 PENDING_TTL_SECONDS = 7 * 86400
+OPEN_TTL_SECONDS = 2 * 86400
 MAX_RELOADS = 3
+# Commits waiting for Redis beyond this many calls are dropped (those calls go unbilled).
+MAX_QUEUED_COMMITS = 100_000
 
 
 class Outcome:
     OK = 0
     RATE_LIMITED = 1
     QUOTA_EXCEEDED = 2
+    SPEND_CAP = 3
     STALE = -1
     NEEDS_SEED = -2
 
@@ -49,12 +65,14 @@ class MeterResult:
     quota_limit: int
     quota_remaining: int
     retry_after: int
-    # What a refund needs to undo exactly this call.
+    # What settling needs to bill or release exactly this call.
     store: str  # "redis" or "postgres"
     member: str
     field: str
     product: str
     day: date
+    month_calls: int = 0
+    open_member: str = ""
 
     @property
     def allowed(self) -> bool:
@@ -67,16 +85,37 @@ def meter_call(
 ) -> MeterResult:
     """Meter one call. `revalidate` re-checks a reloaded config and raises if it now fails."""
     now = timezone.now()
-    if not connection.redis_is_marked_down():
+    result = None
+    # After an outage this process first runs its recovery (see config.redis_client); if Redis
+    # is gone again the call is metered in Postgres.
+    if not connection.redis_is_marked_down() and connection.redis_recovered():
         try:
-            return _meter_in_redis(config, raw_key, product, now, revalidate)
+            result = _meter_in_redis(config, raw_key, product, now, revalidate)
         except connection.UNAVAILABLE:
             connection.redis_mark_down()
-    return _meter_in_postgres(config, product, now)
+            # Redis failed under this very call: the config it brought may predate the outage.
+            config = revalidate(key_config_reload(raw_key))
+    if result is None:
+        result = _meter_in_postgres(config, product, now)
+    if result.allowed and result.config.alert_at:
+        _thresholds_announce(result)
+    return result
+
+
+def meter_settle(*, result: MeterResult, status_code: int) -> None:
+    """Bill a call answered 2xx; release any other answer (DESIGN §4: billing follows the answer)."""
+    if not result.allowed:
+        return
+    if 200 <= status_code < 300:
+        if result.store == "redis":
+            _commit_later(result)
+        return
+    meter_refund(result)
 
 
 def meter_refund(result: MeterResult) -> None:
-    """A call answered with 5xx is not billed: take its count back."""
+    """Release an accepted call that was not answered 2xx: not billed, out of the month's count,
+    but still in the per-minute window."""
     if not result.allowed:
         return
     if result.store == "postgres":
@@ -84,34 +123,50 @@ def meter_refund(result: MeterResult) -> None:
 
         usage_add(customer_id=result.config.customer_id, key_id=result.config.key_id,
                   product=result.product, day=result.day, calls=-1)
-        _note_counted_while_down(result.config.customer_id, result.day, -1)
         return
     cid = result.config.customer_id
-    keys = (connection.customer_key(cid, "rl"), _month_key(cid, result.day), connection.customer_key(cid, "pending"))
+    keys = (_open_key(cid, result.day), _month_key(cid, result.day))
     try:
-        connection.run_script(connection.redis_client(), "refund", keys, (result.member, result.field))
+        connection.run_script(connection.redis_client(), "refund", keys, (result.open_member,))
     except connection.UNAVAILABLE:
+        # The call stays open: the flush releases it, unbilled, once Redis is back.
         connection.redis_mark_down()
+
+
+def _thresholds_announce(result: MeterResult) -> None:
+    if result.store == "redis":
+        crossed = [t for t in result.config.alert_at if t == result.month_calls]
+    else:
+        crossed = [t for t in result.config.alert_at if result.month_calls - 1 < t <= result.month_calls]
+    for threshold in crossed:
+        usage_threshold_crossed.send(
+            sender=MeterResult, customer_id=result.config.customer_id, period=f"{result.day:%Y-%m}",
+            threshold_calls=threshold, month_calls=result.month_calls,
+        )
 
 
 def _meter_in_redis(config, raw_key, product, now, revalidate) -> MeterResult:
     client = connection.redis_client()
-    if _counted_while_down:
-        _sync_counted_while_down(client)
     day = now.date()
     member = _member()
     seed = -1
     for _ in range(MAX_RELOADS + 2):
         keys, args, field = _call_shape(config, product, day)
-        reply = connection.run_script(client, "meter", keys, (*args, seed, member))
+        opened = open_member(field=field, member=member)
+        reply = connection.run_script(client, "meter", keys, (*args, seed, member, opened))
         outcome = reply[0]
         if outcome == Outcome.STALE:
             config = revalidate(key_config_reload(raw_key))
         elif outcome == Outcome.NEEDS_SEED:
-            # Redis lost the month (or it just began): resume from the Postgres totals.
-            seed = usage_month_total(customer_id=config.customer_id, day=day)
+            # Redis lost the month, it just began, or Redis missed a change or an outage: rebuild
+            # the counter from Postgres and what Redis holds unflushed.
+            from .services import month_counter_seed
+
+            # A cached config may predate what Redis lost: reload it as well.
+            config = revalidate(key_config_reload(raw_key))
+            month_counter_seed(customer_id=config.customer_id, day=day, version=config.version)
         else:
-            return _result(outcome, config, reply, field, member, product, day)
+            return _result(outcome, config, reply, field, member, product, day, opened)
     raise RuntimeError("key config kept changing while metering a call")
 
 
@@ -121,10 +176,11 @@ def _call_shape(config: KeyConfig, product: str, day: date) -> tuple[tuple, tupl
     key, product and day, so the hot path builds them once, not per request."""
     cid = config.customer_id
     field = usage_field(day=day, product=product, key_id=config.key_id)
-    keys = (connection.customer_key(cid, "rl"), _month_key(cid, day),
-            connection.customer_key(cid, "pending"), connection.customer_key(cid, "ver"))
+    keys = (connection.customer_key(cid, "rl"), _month_key(cid, day), _open_key(cid, day),
+            connection.customer_key(cid, "ver"))
+    ceiling = -1 if config.call_ceiling is None else config.call_ceiling
     args = (config.version, config.rate_per_minute, WINDOW_MS, config.included_calls, int(config.hard_cap),
-            field, last_used_field(key_id=config.key_id), _month_ttl(day), PENDING_TTL_SECONDS)
+            ceiling, _month_ttl(day), OPEN_TTL_SECONDS)
     return keys, args, field
 
 
@@ -141,11 +197,11 @@ _member_counter = itertools.count()
 
 
 def _member() -> str:
-    """A unique id for this call in the rate window (refunds remove exactly this one)."""
+    """A unique id for this call in the rate window and among the customer's open calls."""
     return f"{_member_prefix}:{next(_member_counter)}"
 
 
-def _result(outcome, config, reply, field, member, product, day) -> MeterResult:
+def _result(outcome, config, reply, field, member, product, day, opened) -> MeterResult:
     _, limit, remaining, reset_ms, month_calls = reply
     reset = max(1, -(-reset_ms // 1000))
     quota_remaining = max(0, config.included_calls - month_calls)
@@ -156,18 +212,21 @@ def _result(outcome, config, reply, field, member, product, day) -> MeterResult:
     return MeterResult(
         outcome=outcome, config=config, rate_limit=limit, rate_remaining=max(0, remaining),
         rate_reset_seconds=reset, quota_limit=config.included_calls, quota_remaining=quota_remaining,
-        retry_after=retry_after,
-        store="redis", member=member, field=field, product=product, day=day,
+        retry_after=retry_after, store="redis", member=member, field=field, product=product, day=day,
+        month_calls=month_calls, open_member=opened,
     )
 
 
 def _meter_in_postgres(config: KeyConfig, product: str, now: datetime) -> MeterResult:
     if not settings.METERING_FAIL_OPEN:
         raise MeteringUnavailable()
-    from .services import usage_add
+    from .services import customer_counted_in_postgres, usage_add
 
     day = now.date()
     used = usage_month_total(customer_id=config.customer_id, day=day)
+    # Calls Redis still holds unflushed are unknown here: caps count the most there can be.
+    unseen = (usage_unseen_bound(rate_per_minute=config.rate_per_minute, day=day, now=now)
+              if config.hard_cap or config.call_ceiling is not None else 0)
     base = MeterResult(
         outcome=Outcome.OK, config=config, rate_limit=config.rate_per_minute,
         rate_remaining=config.rate_per_minute, rate_reset_seconds=WINDOW_MS // 1000,
@@ -175,45 +234,23 @@ def _meter_in_postgres(config: KeyConfig, product: str, now: datetime) -> MeterR
         retry_after=0, store="postgres", member="", field=usage_field(day=day, product=product, key_id=config.key_id),
         product=product, day=day,
     )
-    if config.hard_cap and used >= config.included_calls:
+    if config.hard_cap and used + unseen >= config.included_calls:
         return replace(base, outcome=Outcome.QUOTA_EXCEEDED, retry_after=_seconds_to_next_month(day))
+    if config.call_ceiling is not None and used + unseen >= config.call_ceiling:
+        return replace(base, outcome=Outcome.SPEND_CAP, retry_after=_seconds_to_next_month(day))
+    # Without Redis there is no open state: the call is billed now and refunded if not 2xx.
+    # A worker killed mid-call during an outage therefore leaves its call billed (see decisions).
     usage_add(customer_id=config.customer_id, key_id=config.key_id, product=product, day=day, calls=1, last_used=now)
-    _note_counted_while_down(config.customer_id, day, 1)
-    return replace(base, quota_remaining=max(0, config.included_calls - used - 1))
-
-
-# Calls this process counted straight into Postgres while Redis was down, per month counter.
-# A month counter Redis kept through the outage lacks them; they are added when Redis is back,
-# so a hard cap counts them too.
-_counted_while_down: dict[str, int] = {}
-_counted_lock = threading.Lock()
-
-
-def _note_counted_while_down(customer_id: int, day: date, calls: int) -> None:
-    key = _month_key(customer_id, day)
-    with _counted_lock:
-        _counted_while_down[key] = _counted_while_down.get(key, 0) + calls
-
-
-def _sync_counted_while_down(client) -> None:
-    with _counted_lock:
-        pending = dict(_counted_while_down)
-        _counted_while_down.clear()
-    for key, calls in list(pending.items()):
-        try:
-            if calls:
-                connection.run_script(client, "month_add", (key,), (calls,))
-        except connection.UNAVAILABLE:
-            # Put back only what was not added, or a retry would add it twice.
-            with _counted_lock:
-                for unsent_key, unsent in pending.items():
-                    _counted_while_down[unsent_key] = _counted_while_down.get(unsent_key, 0) + unsent
-            raise
-        del pending[key]
+    customer_counted_in_postgres(customer_id=config.customer_id)
+    return replace(base, quota_remaining=max(0, config.included_calls - used - 1), month_calls=used + 1)
 
 
 def _month_key(customer_id: int, day: date) -> str:
-    return connection.customer_key(customer_id, f"m:{day:%Y%m}")
+    return month_counter_key(customer_id=customer_id, day=day)
+
+
+def _open_key(customer_id: int, day: date) -> str:
+    return open_calls_key(customer_id=customer_id, day=day)
 
 
 def _month_ttl(day: date) -> int:
@@ -226,3 +263,120 @@ def _seconds_to_next_month(day: date) -> int:
     next_month = month_bounds(day)[1]
     start = datetime(next_month.year, next_month.month, 1, tzinfo=dt_timezone.utc)
     return max(1, int((start - timezone.now()).total_seconds()))
+
+
+# Commits of calls answered 2xx, per (open zset, pending hash): sent in one pipeline by a
+# background thread, so the answered call itself costs no second round trip. What a killed
+# process had queued is lost: those calls are released by the flush, unbilled (never billed
+# twice, at most METERING_COMMIT_SECONDS of one process's answers under-billed).
+_commits: dict[tuple[str, str], list[str]] = {}
+_commits_queued = 0
+_commits_lock = threading.Lock()
+_committer: threading.Thread | None = None
+
+
+def _commit_later(result: MeterResult) -> None:
+    global _commits_queued
+    cid = result.config.customer_id
+    target = (_open_key(cid, result.day), connection.customer_key(cid, "pending"))
+    with _commits_lock:
+        if _commits_queued >= MAX_QUEUED_COMMITS:
+            logger.warning("commit queue full: a call answered 2xx goes unbilled")
+            return
+        _commits.setdefault(target, []).extend(
+            (result.open_member, result.field, last_used_field(key_id=result.config.key_id)))
+        _commits_queued += 1
+    if _committer is None:
+        _committer_start()
+
+
+def meter_commits_send() -> int:
+    """Send this process's queued commits now (the background thread does it every
+    METERING_COMMIT_SECONDS; the flush and process exit call it too). Returns calls billed."""
+    global _commits_queued
+    if connection.redis_is_marked_down():
+        return 0  # kept for the first send after the outage
+    with _commits_lock:
+        batch = dict(_commits)
+        _commits.clear()
+        _commits_queued = 0
+    if not batch:
+        return 0
+    try:
+        return _commits_run(batch)
+    except connection.UNAVAILABLE:
+        connection.redis_mark_down()
+        _commits_requeue(batch)
+        return 0
+
+
+def _commits_run(batch: dict[tuple[str, str], list[str]]) -> int:
+    client = connection.redis_client()
+    lua = connection.script("commit")
+    replies = _commits_pipeline(client, lua.sha, batch)
+    missing = {target: args for (target, args), reply in zip(batch.items(), replies)
+               if isinstance(reply, redis.exceptions.NoScriptError)}
+    if missing:
+        # Redis restarted or was flushed: load the script once and send only what failed.
+        client.script_load(lua.script)
+        replies = [r for r in replies if not isinstance(r, redis.exceptions.NoScriptError)]
+        replies += _commits_pipeline(client, lua.sha, missing)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return sum(replies)
+
+
+def _commits_pipeline(client, sha: str, batch: dict[tuple[str, str], list[str]]) -> list:
+    pipe = client.pipeline(transaction=False)
+    for (open_key, pending_key), args in batch.items():
+        pipe.evalsha(sha, 2, open_key, pending_key, PENDING_TTL_SECONDS, *args)
+    return pipe.execute(raise_on_error=False)
+
+
+def _commits_requeue(batch: dict[tuple[str, str], list[str]]) -> None:
+    global _commits_queued
+    with _commits_lock:
+        for target, args in batch.items():
+            if _commits_queued + len(args) // 3 > MAX_QUEUED_COMMITS:
+                logger.warning("commit queue full: %d calls answered 2xx go unbilled", len(args) // 3)
+                continue
+            _commits.setdefault(target, []).extend(args)
+            _commits_queued += len(args) // 3
+
+
+def _committer_start() -> None:
+    global _committer
+    with _commits_lock:
+        if _committer is not None:
+            return
+        _committer = threading.Thread(target=_committer_loop, name="meter-commits", daemon=True)
+    _committer.start()
+
+
+def _committer_loop() -> None:
+    pause = threading.Event()
+    while True:
+        pause.wait(getattr(settings, "METERING_COMMIT_SECONDS", 0.5))
+        try:
+            meter_commits_send()
+        except Exception:  # noqa: BLE001 - the thread must outlive any one failure
+            logger.exception("sending metering commits failed")
+
+
+def _committer_reset_after_fork() -> None:
+    # The parent's queue and thread are not this process's: a child starts empty.
+    global _commits, _commits_queued, _commits_lock, _committer
+    _commits, _commits_queued, _commits_lock, _committer = {}, 0, threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_committer_reset_after_fork)
+# A worker that exits normally (gunicorn's graceful stop, max_requests) bills what it answered.
+atexit.register(meter_commits_send)
+
+
+def open_calls_keys(*, customer_id: int, day: date) -> list[tuple[str, str]]:
+    """(open calls zset, month counter) for this month and the previous one: a call opened just
+    before midnight on the last day of a month is released into that month."""
+    previous = month_bounds(day)[0] - timedelta(days=1)
+    return [(_open_key(customer_id, d), _month_key(customer_id, d)) for d in (day, previous)]

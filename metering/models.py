@@ -39,3 +39,20 @@ class UsageFlush(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["created_at"])]
+
+
+class UsageLimits(models.Model):
+    """A customer's own limits on its usage: where alerts fire and where calls stop (spend cap).
+
+    Read once into the cached key config, so the meter script enforces them without SQL."""
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="usage_limits")
+    alert_at_calls = models.JSONField(default=list, blank=True)
+    call_ceiling = models.PositiveBigIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "usage limits"
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: alerts {self.alert_at_calls}, ceiling {self.call_ceiling}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone as dt_timezone
@@ -9,21 +10,24 @@ from datetime import date, datetime, timezone as dt_timezone
 from django.db import IntegrityError, connection as db, transaction
 from django.db.models import F, Value
 from django.db.models.expressions import RawSQL
+from django.conf import settings
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from accounts.models import ApiKey, Customer
 
 from . import connection
-from .keyconfig import redis_config_key
-from .models import UsageFlush, UsageRecord
-from .usage_fields import usage_batch_parse
+from .meter import _month_ttl, meter_commits_send, open_calls_keys
+from .models import UsageFlush, UsageLimits, UsageRecord
+from .selectors import usage_month_snapshot
+from .usage_fields import flush_generation_key, month_counter_key, open_calls_key, usage_batch_parse
 
 logger = logging.getLogger(__name__)
 
 FLUSH_BATCH = 500
 INFLIGHT_TTL_SECONDS = 7 * 86400
 VERSION_TTL_SECONDS = 7 * 86400
+SEED_ATTEMPTS = 5
 
 _UPSERT = f"""
     INSERT INTO {UsageRecord._meta.db_table} (customer_id, api_key_id, product, day, calls, updated_at)
@@ -42,6 +46,21 @@ def usage_add(
         _rows_upsert(customer_id, {(key_id, product, day): calls})
         if key_id is not None and calls > 0:
             _keys_touch({key_id: (calls, last_used or timezone.now())})
+    transaction.on_commit(lambda: _flush_generation_raise(customer_id))
+
+
+def _flush_generation_raise(customer_id: int) -> None:
+    """Postgres totals changed outside a flush: drop /v1/usage's cached copy (best effort; the
+    copy lives USAGE_CACHE_SECONDS at most)."""
+    if connection.redis_is_marked_down():
+        return
+    try:
+        pipe = connection.redis_client().pipeline(transaction=False)
+        pipe.incr(flush_generation_key(customer_id=customer_id))
+        pipe.expire(flush_generation_key(customer_id=customer_id), INFLIGHT_TTL_SECONDS)
+        pipe.execute()
+    except connection.UNAVAILABLE:
+        connection.redis_mark_down()
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,7 @@ def usage_flush() -> FlushReport:
     customer_ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))
     customers = calls = skipped = 0
     for start in range(0, len(customer_ids), FLUSH_BATCH):
+        _open_calls_release(customer_ids[start:start + FLUSH_BATCH])
         for customer_id, batch in _take(customer_ids[start:start + FLUSH_BATCH]):
             applied = usage_batch_apply(customer_id=customer_id, batch=batch)
             usage_batch_release(customer_id=customer_id, flush_id=batch["__id"])
@@ -73,12 +93,27 @@ def usage_flush() -> FlushReport:
     return FlushReport(customers=customers, calls=calls, batches_skipped=skipped)
 
 
+def _open_calls_release(customer_ids: list[int]) -> None:
+    """Release calls left open longer than any call can run: their worker died before
+    answering, so they are not billed and give their place in the month back."""
+    release = connection.script("open_expire")
+    max_age_ms = settings.METERING_CALL_MAX_SECONDS * 1000
+    pipe = connection.redis_client().pipeline(transaction=False)
+    for customer_id in customer_ids:
+        for open_key, month_key in open_calls_keys(customer_id=customer_id, day=timezone.now().date()):
+            release(keys=[open_key, month_key], args=[max_age_ms], client=pipe)
+    pipe.execute()
+
+
 def _take(customer_ids: list[int]) -> list[tuple[int, dict[str, str]]]:
+    # This process's own answered calls join the pending hash before it is taken.
+    meter_commits_send()
     take = connection.script("flush_take")
     pipe = connection.redis_client().pipeline(transaction=False)
     for customer_id in customer_ids:
         take(
-            keys=[connection.customer_key(customer_id, "pending"), connection.customer_key(customer_id, "inflight")],
+            keys=[connection.customer_key(customer_id, "pending"), connection.customer_key(customer_id, "inflight"),
+                  flush_generation_key(customer_id=customer_id)],
             args=[uuid.uuid4().hex, INFLIGHT_TTL_SECONDS],
             client=pipe,
         )
@@ -113,7 +148,8 @@ def usage_batch_apply(*, customer_id: int, batch: dict[str, str]) -> int | None:
 
 def usage_batch_release(*, customer_id: int, flush_id: str) -> None:
     connection.run_script(
-        connection.redis_client(), "flush_done", (connection.customer_key(customer_id, "inflight"),), (flush_id,)
+        connection.redis_client(), "flush_done",
+        (connection.customer_key(customer_id, "inflight"), flush_generation_key(customer_id=customer_id)), (flush_id,)
     )
 
 
@@ -152,8 +188,9 @@ def db_latest(field: str, when: datetime):
     return Greatest(Coalesce(F(field), Value(when)), Value(when))
 
 
-def customer_config_bump(*, customer_ids: list[int]) -> None:
-    """Raise the customers' config version; after commit, tell Redis so every worker reloads."""
+def customer_config_bump(*, customer_ids: list[int], month_reset: bool = False) -> None:
+    """Raise the customers' config version; after commit, tell Redis so every worker reloads
+    (with `month_reset`, Redis also drops their month counters, to be rebuilt from Postgres)."""
     if not customer_ids:
         return
     # The database clock in microseconds (or +1 if that is not ahead): a save() that wrote
@@ -162,22 +199,117 @@ def customer_config_bump(*, customer_ids: list[int]) -> None:
         F("config_version") + 1,
         RawSQL("(extract(epoch from clock_timestamp()) * 1000000)::bigint", []),
     ))
-    transaction.on_commit(lambda: _versions_publish(customer_ids))
+    transaction.on_commit(lambda: _versions_publish(customer_ids, month_reset=month_reset))
 
 
-def _versions_publish(customer_ids: list[int]) -> None:
-    versions = Customer.objects.filter(pk__in=customer_ids).values_list("pk", "config_version")
-    digests = ApiKey.objects.filter(customer_id__in=customer_ids).values_list("key_hash", flat=True)
+def _versions_publish(customer_ids: list[int], *, month_reset: bool) -> None:
+    # Until this process has run its recovery, what it publishes waits for it (with the month
+    # counters reset): published alone, a version would hide that Redis missed calls.
+    if connection.redis_defer_to_recovery(lambda: _unpublished_add(customer_ids)):
+        return
     try:
-        raise_version = connection.script("version_raise")
-        pipe = connection.redis_client().pipeline(transaction=False)
-        for customer_id, version in versions:
-            raise_version(keys=[connection.customer_key(customer_id, "ver")],
-                          args=[version, VERSION_TTL_SECONDS], client=pipe)
-        # Unmetered calls (/v1/usage) skip the version check: drop the shared cached configs too.
-        for digest in digests:
-            pipe.delete(redis_config_key(digest))
-        pipe.execute()
+        _versions_send(customer_ids, month_reset=month_reset)
     except connection.UNAVAILABLE:
-        # Workers still drop their cached copy within KEY_CACHE_SECONDS.
-        logger.warning("could not publish config versions for %d customers", len(customer_ids))
+        connection.redis_mark_down()
+        _unpublished_add(customer_ids)
+        logger.warning("could not publish config versions for %d customers; retried when Redis is back",
+                       len(customer_ids))
+
+
+def _versions_send(customer_ids: list[int], *, month_reset: bool) -> None:
+    """Raise each customer's version in Redis (never backwards). With `month_reset`, also drop
+    this month's counter: it was not kept while Redis was away, so the next call rebuilds it."""
+    versions = Customer.objects.filter(pk__in=customer_ids).values_list("pk", "config_version")
+    raise_version = connection.script("version_raise")
+    pipe = connection.redis_client().pipeline(transaction=False)
+    day = timezone.now().date()
+    for customer_id, version in versions:
+        raise_version(keys=[connection.customer_key(customer_id, "ver")],
+                      args=[version, VERSION_TTL_SECONDS], client=pipe)
+        if month_reset:
+            pipe.delete(month_counter_key(customer_id=customer_id, day=day))
+            # Postgres totals changed while Redis was away: cached copies of them are stale too.
+            pipe.incr(flush_generation_key(customer_id=customer_id))
+            pipe.expire(flush_generation_key(customer_id=customer_id), INFLIGHT_TTL_SECONDS)
+    pipe.execute()
+
+
+# What this process could not tell Redis during an outage: customers whose version it did not
+# publish, and customers it counted straight into Postgres (their config version was raised
+# once, so Redis is known to be behind for them until their month counter is rebuilt).
+_unpublished: set[int] = set()
+_counted_in_postgres: set[int] = set()
+_outage_lock = threading.Lock()
+
+
+def _unpublished_add(customer_ids: list[int]) -> None:
+    with _outage_lock:
+        _unpublished.update(customer_ids)
+
+
+def customer_counted_in_postgres(*, customer_id: int) -> None:
+    """The fail-open path counted a call of this customer in Postgres. The first time in an
+    outage, raise its config version: whichever worker next meets it in Redis (this process's
+    retry below, or any worker that reloads the config) rebuilds the month counter from
+    Postgres, so the calls counted here are never missing from the hard cap."""
+    with _outage_lock:
+        if customer_id in _counted_in_postgres:
+            return
+        _counted_in_postgres.add(customer_id)
+    customer_config_bump(customer_ids=[customer_id], month_reset=True)
+
+
+@connection.on_recovery
+def config_versions_republish() -> None:
+    """Redis is back: publish what could not be published and reset the month counters it
+    kept for those customers. Raises connection.UNAVAILABLE (and keeps the list) if it is
+    gone again."""
+    with _outage_lock:
+        customer_ids = sorted(_unpublished)
+        _unpublished.clear()
+        _counted_in_postgres.clear()
+    if not customer_ids:
+        return
+    try:
+        _versions_send(customer_ids, month_reset=True)
+    except connection.UNAVAILABLE:
+        _unpublished_add(customer_ids)
+        raise
+    logger.info("published config versions of %d customers after an outage", len(customer_ids))
+
+
+def outage_state_forget() -> None:
+    """Drop this process's outage bookkeeping (tests)."""
+    with _outage_lock:
+        _unpublished.clear()
+        _counted_in_postgres.clear()
+
+
+def month_counter_seed(*, customer_id: int, day: date, version: int) -> int:
+    """Rebuild the customer's month counter from Postgres plus what Redis holds unflushed
+    (month_seed.lua) and record `version` as the one Redis has seen. Returns the month's calls."""
+    keys = (month_counter_key(customer_id=customer_id, day=day), connection.customer_key(customer_id, "pending"),
+            connection.customer_key(customer_id, "inflight"), open_calls_key(customer_id=customer_id, day=day),
+            flush_generation_key(customer_id=customer_id), connection.customer_key(customer_id, "ver"))
+    fixed = (f"d|{day:%Y-%m}-", _month_ttl(day), version, VERSION_TTL_SECONDS)
+    client = connection.redis_client()
+    # The first try only learns the flush generation and in-flight batch to read Postgres against.
+    reply = connection.run_script(client, "month_seed", keys, (0, "", "?", 0, *fixed))
+    for _ in range(SEED_ATTEMPTS):
+        generation, flush_id = (part.decode() if isinstance(part, bytes) else part for part in reply[1:])
+        total, applied = usage_month_snapshot(customer_id=customer_id, day=day, flush_id=flush_id)
+        reply = connection.run_script(client, "month_seed", keys, (total, generation, flush_id, int(applied), *fixed))
+        if reply[0] == 1:
+            return int(reply[1])
+    raise RuntimeError("flushes kept moving the month's usage while rebuilding its counter")
+
+
+def usage_limits_set(*, customer_id: int, alert_at_calls: list[int], call_ceiling: int | None) -> None:
+    """Store where a customer's usage alerts fire and where its calls stop. Saving raises the
+    customer's config version (signals), so the next call sees it."""
+    if call_ceiling is not None and call_ceiling < 0:
+        raise ValueError("call_ceiling cannot be negative")
+    thresholds = sorted({int(t) for t in alert_at_calls if int(t) > 0})
+    UsageLimits.objects.update_or_create(
+        customer_id=customer_id, defaults={"alert_at_calls": thresholds, "call_ceiling": call_ceiling},
+    )

@@ -7,6 +7,7 @@ from django.dispatch import receiver
 from accounts.models import ApiKey, Customer
 from plans.models import Plan
 
+from .models import UsageLimits
 from .services import customer_config_bump
 
 
@@ -23,3 +24,8 @@ def api_key_changed(sender, instance: ApiKey, **kwargs) -> None:
 @receiver(post_save, sender=Plan)
 def plan_changed(sender, instance: Plan, **kwargs) -> None:
     customer_config_bump(customer_ids=list(instance.customers.values_list("pk", flat=True)))
+
+
+@receiver([post_save, post_delete], sender=UsageLimits)
+def usage_limits_changed(sender, instance: UsageLimits, **kwargs) -> None:
+    customer_config_bump(customer_ids=[instance.customer_id])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from .connection import customer_key
+
 
 def usage_field(*, day: date, product: str, key_id: int) -> str:
     return f"d|{day.isoformat()}|{product}|{key_id}"
@@ -33,3 +35,43 @@ def usage_batch_parse(raw: dict) -> UsageBatch:
         elif parts[0] == "t" and len(parts) == 2:
             batch.last_used[int(parts[1])] = int(value)
     return batch
+
+
+def open_member(*, field: str, member: str) -> str:
+    """A call in progress in the open-calls zset: its usage field, so readers can tell its
+    product and day, and its unique member, so two calls never collide."""
+    return f"{field}#{member}"
+
+
+def open_member_field(open_member_: str) -> str:
+    return open_member_.rpartition("#")[0]
+
+
+def month_counter_key(*, customer_id: int, day: date) -> str:
+    """The month's call count the quota and spend cap read: billed plus open calls."""
+    return customer_key(customer_id, f"m:{day:%Y%m}")
+
+
+def open_calls_key(*, customer_id: int, day: date) -> str:
+    """Calls accepted in that month and not answered yet (one zset per month, so a release
+    gives the place back to the month the call was counted in)."""
+    return customer_key(customer_id, f"open:{day:%Y%m}")
+
+
+def open_calls_batch(members: list) -> dict[str, int]:
+    """Open-call members (ZRANGE output) as a usage hash, for usage_batch_parse."""
+    batch: dict[str, int] = {}
+    for member in members:
+        usage = open_member_field(member.decode() if isinstance(member, bytes) else member)
+        batch[usage] = batch.get(usage, 0) + 1
+    return batch
+
+
+def flush_generation_key(*, customer_id: int) -> str:
+    """Raised whenever the customer's Postgres usage may have changed (a flush took or applied a
+    batch): cached Postgres totals carry the generation they were read at."""
+    return customer_key(customer_id, "flushgen")
+
+
+def usage_cache_key(*, customer_id: int, day: date) -> str:
+    return customer_key(customer_id, f"usagepg:{day:%Y%m}")

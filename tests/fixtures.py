@@ -5,8 +5,9 @@ from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_issue
-from metering import connection
+from config.redis_client import redis_state_reset
 from metering.keyconfig import key_config_forget_local
+from metering.services import outage_state_forget
 
 from .factories import CustomerFactory, seeded_plan
 
@@ -15,11 +16,16 @@ from .factories import CustomerFactory, seeded_plan
 def clean_redis():
     """Each test starts with an empty test Redis database and cold in-process caches."""
     get_redis_connection("default").flushdb()
-    key_config_forget_local()
-    connection.redis_mark_up()
+    _outage_forget()
     yield
+    _outage_forget()
+
+
+def _outage_forget() -> None:
+    # No recovery callbacks here: they would publish a finished test's leftovers.
     key_config_forget_local()
-    connection.redis_mark_up()
+    redis_state_reset()
+    outage_state_forget()
 
 
 @pytest.fixture
@@ -53,3 +59,7 @@ def client_with_key(api_key):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.raw}")
     return client
+
+
+# The embedded Stripe (localstripe) and its webhook target, for billing and browser tests.
+from .payments import celery_outside_task, stripe_server, stripe_webhooks  # noqa: E402,F401

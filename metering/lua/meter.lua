@@ -1,22 +1,33 @@
 -- One metered call, atomically: config freshness, sliding-window rate limit, monthly
--- hard cap and counting. Every key shares the {customer} hash tag (Redis Cluster safe).
--- KEYS: 1 window zset, 2 month counter, 3 pending usage hash, 4 config version
+-- hard cap, the customer's spend cap, and the call's reservation. Every key shares the
+-- {customer} hash tag (Redis Cluster safe).
+-- An accepted call takes its place in the window and in the month counter at once, so limits
+-- are exact under concurrency, but it is only "open": commit.lua bills it once it is answered
+-- 2xx, refund.lua releases it otherwise, and the flush releases it if no answer ever came
+-- (the worker was killed).
+-- KEYS: 1 window zset, 2 month counter, 3 open calls zset, 4 config version
 -- ARGV: 1 config version, 2 limit/min, 3 window ms, 4 included calls, 5 hard cap (1/0),
---       6 usage field, 7 last-used field, 8 month ttl s, 9 pending ttl s,
---       10 month seed (-1 = unknown), 11 unique member
+--       6 call ceiling (-1 = none), 7 month ttl s, 8 open ttl s, 9 month seed (-1 = unknown),
+--       10 unique member, 11 open member (the usage field and the member)
 -- Returns {status, limit, remaining, reset_ms, month_calls}; status 0 ok, 1 rate limited,
--- 2 quota exhausted, -1 config stale (+ newest version), -2 month counter needs a seed.
+-- 2 quota exhausted, 3 spend cap reached, -1 config stale (+ newest version),
+-- -2 month counter needs a seed (month_seed.lua).
 local ver = redis.call('GET', KEYS[4])
 if ver and tonumber(ver) > tonumber(ARGV[1]) then
   return {-1, ver}
 end
 local month = redis.call('GET', KEYS[2])
+-- A config newer than Redis's version: Redis missed a change or an outage (calls counted in
+-- Postgres meanwhile raised the version), so its month counter is not to be trusted.
+if not ver or tonumber(ver) < tonumber(ARGV[1]) then
+  month = false
+end
 if not month then
-  if tonumber(ARGV[10]) < 0 then
+  if tonumber(ARGV[9]) < 0 then
     return {-2}
   end
-  month = ARGV[10]
-  redis.call('SET', KEYS[2], month, 'EX', ARGV[8])
+  month = ARGV[9]
+  redis.call('SET', KEYS[2], month, 'EX', ARGV[7])
 end
 month = tonumber(month)
 
@@ -35,16 +46,19 @@ end
 if ARGV[5] == '1' and month >= tonumber(ARGV[4]) then
   return {2, limit, math.max(limit - used, 0), reset, month}
 end
+local ceiling = tonumber(ARGV[6])
+if ceiling >= 0 and month >= ceiling then
+  return {3, limit, math.max(limit - used, 0), reset, month}
+end
 if used >= limit then
   return {1, limit, 0, reset, month}
 end
 
-redis.call('ZADD', KEYS[1], now, ARGV[11])
+redis.call('ZADD', KEYS[1], now, ARGV[10])
 redis.call('PEXPIRE', KEYS[1], window)
 month = redis.call('INCR', KEYS[2])
-redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
-redis.call('HSET', KEYS[3], ARGV[7], t[1])
-redis.call('EXPIRE', KEYS[3], ARGV[9])
+redis.call('ZADD', KEYS[3], now, ARGV[11])
+redis.call('EXPIRE', KEYS[3], ARGV[8])
 if used == 0 then
   reset = window
 end

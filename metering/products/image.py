@@ -6,6 +6,12 @@ Untrusted uploads are handled defensively:
 * only common web/photo formats are attempted (``ALLOWED_FORMATS``), so
   Pillow never hands e.g. EPS files to Ghostscript;
 * the pixel count is checked from the header, before any pixel is decoded;
+* Pillow reads file structure (JPEG markers, PNG chunks, GIF blocks, TIFF
+  tags) in Python, one or two ``read()`` calls per item, so a file made of
+  millions of tiny items would cost seconds within the byte limit. The file
+  object Pillow reads from serves at most ``MAX_READS`` reads (a legitimate
+  10 MB animated GIF needs about 80,000), and TIFF pages, which cost a whole
+  directory parse each, are counted up to ``MAX_FRAMES`` only;
 * Pillow's own decompression-bomb guard is escalated from a warning to an
   error for the duration of the call (``warnings.catch_warnings``). That
   context manager swaps the process-wide filter list, so in threaded servers
@@ -17,8 +23,15 @@ Refusals (all ``ProductInputError`` with ``field="image"``):
 * ``image_too_large`` (413): more than ``max_bytes`` bytes;
 * ``image_too_many_pixels`` (413, like the byte limit, because the payload is
   too big to process rather than malformed): width*height above
-  ``max_pixels`` or above Pillow's decompression-bomb threshold
-  (``Image.MAX_IMAGE_PIXELS``, ~89 MP, whichever is lower);
+  ``max_pixels`` (JPEG, which decodes straight to 1/8 scale) or above
+  ``max_full_decode_pixels`` (every other format, decoded in full: a 16-bit
+  RGBA PNG costs about 35 ns a pixel), or above Pillow's decompression-bomb
+  threshold (``Image.MAX_IMAGE_PIXELS``, ~89 MP), whichever is lowest;
+* ``image_too_complex`` (413, for the same reason): more than ``MAX_READS``
+  reads to get through the file's structure, or a JPEG whose scans times
+  pixels exceed ``MAX_JPEG_SCAN_PIXELS`` (libjpeg makes a pass over every
+  block for each scan, even at 1/8 scale: at 40 MP each scan costs about
+  13 ms, and 10 MB holds 150,000 tiny scans).
 * ``invalid_image`` (400): empty, not an image, truncated, corrupt or an
   unsupported format. Any exception Pillow raises maps here.
 """
@@ -38,6 +51,14 @@ from metering.products.errors import ProductInputError
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_FULL_DECODE_PIXELS = 24_000_000
+# Formats Pillow can decode at a reduced scale (Image.draft).
+REDUCED_DECODE_FORMATS = frozenset({"JPEG", "MPO"})
+# Progressive encoders write about 10 scans; this allows 25 at 40 MP, 83 at 12 MP
+# (about a third of a second of scans). Outside entropy-coded data, which escapes
+# every 0xFF, the bytes FF DA only start a scan, so counting them bounds the scans.
+MAX_JPEG_SCAN_PIXELS = 1_000_000_000
+SOS_MARKER = b"\xff\xda"
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
 SAMPLE_SIZE = 64  # colours are estimated on a 64x64 thumbnail (4096 pixels)
 MAX_COLORS = 5
@@ -45,6 +66,10 @@ MAX_COLORS = 5
 # merging them stops JPEG noise from splitting red into #ff0000 and #fe0000.
 MERGE_DISTANCE = 24.0
 MAX_EXIF_STRING = 256
+# read() calls Pillow may make on one upload: 2.5 times what a 10 MB animated GIF needs.
+MAX_READS = 200_000
+# Frames (or TIFF pages) are counted up to here; more is reported as this many.
+MAX_FRAMES = 1_000
 
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
 TAG_MAKE, TAG_MODEL, TAG_ORIENTATION, TAG_SOFTWARE = 271, 272, 274, 305
@@ -60,6 +85,7 @@ def image_analyze(
     data: ImageInput,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_full_decode_pixels: int = DEFAULT_MAX_FULL_DECODE_PIXELS,
 ) -> dict[str, Any]:
     """Describe an image given as bytes or a binary file-like object.
 
@@ -84,7 +110,7 @@ def image_analyze(
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            return _analyze_bytes(raw, max_pixels)
+            return _analyze_bytes(raw, max_pixels, max_full_decode_pixels)
         except ProductInputError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -139,9 +165,17 @@ def _too_large(max_bytes: int) -> ProductInputError:
     )
 
 
-def _too_many_pixels() -> ProductInputError:
+def _too_many_pixels(fmt: str | None = None, limit: int | None = None) -> ProductInputError:
+    message = f"{fmt} images may have at most {limit:,} pixels." if fmt and limit else "Image has too many pixels."
+    return ProductInputError(message, code="image_too_many_pixels", status=413, field="image")
+
+
+def _too_complex() -> ProductInputError:
     return ProductInputError(
-        "Image has too many pixels.", code="image_too_many_pixels", status=413, field="image"
+        "Image has too many parts (frames, chunks or markers) to analyze.",
+        code="image_too_complex",
+        status=413,
+        field="image",
     )
 
 
@@ -164,13 +198,17 @@ def _allowed_formats() -> list[str]:
     return [fmt for fmt in ALLOWED_FORMATS if fmt in Image.OPEN]
 
 
-def _analyze_bytes(raw: bytes, max_pixels: int) -> dict[str, Any]:
-    with Image.open(io.BytesIO(raw), formats=_allowed_formats()) as img:
+def _analyze_bytes(raw: bytes, max_pixels: int, max_full_decode_pixels: int) -> dict[str, Any]:
+    with Image.open(_ReadBudget(raw, MAX_READS), formats=_allowed_formats()) as img:
         width, height = img.size  # from the header; nothing decoded yet
         if width <= 0 or height <= 0:
             raise _invalid_image()
-        if width * height > max_pixels:
-            raise _too_many_pixels()
+        reduced = img.format in REDUCED_DECODE_FORMATS
+        limit = max_pixels if reduced else min(max_pixels, max_full_decode_pixels)
+        if width * height > limit:
+            raise _too_many_pixels(img.format, limit)
+        if _jpeg_coded(img) and raw.count(SOS_MARKER) * width * height > MAX_JPEG_SCAN_PIXELS:
+            raise _too_complex()
         fmt, mode, frames = img.format, img.mode, _frame_count(img)
         exif = _exif_summary(img)
         colors = _dominant_colors(img)  # first decode happens here
@@ -187,11 +225,48 @@ def _analyze_bytes(raw: bytes, max_pixels: int) -> dict[str, Any]:
     }
 
 
+def _jpeg_coded(img: Image.Image) -> bool:
+    return img.format in REDUCED_DECODE_FORMATS or (
+        img.format == "TIFF" and img.info.get("compression") in ("jpeg", "tiff_jpeg")
+    )
+
+
 def _frame_count(img: Image.Image) -> int:
-    # For GIF this walks frame headers without decoding pixels; the work is
-    # bounded by the byte limit already enforced.
+    """Frames, at most MAX_FRAMES; the image is left on its first frame."""
+    if img.format == "TIFF":
+        return _pages_counted(img)
+    # WebP, PNG and AVIF state the count in a header; for GIF Pillow walks the
+    # block headers without decoding pixels (a walk _ReadBudget bounds).
     frames = getattr(img, "n_frames", 1)
-    return frames if isinstance(frames, int) and frames > 0 else 1
+    return min(frames, MAX_FRAMES) if isinstance(frames, int) and frames > 0 else 1
+
+
+def _pages_counted(img: Image.Image) -> int:
+    # Each TIFF page is a whole tag directory to parse: seek page by page and
+    # stop at MAX_FRAMES rather than let n_frames walk tens of thousands.
+    pages = 1
+    try:
+        while pages < MAX_FRAMES:
+            img.seek(pages)
+            pages += 1
+    except EOFError:
+        pass
+    img.seek(0)
+    return pages
+
+
+class _ReadBudget(io.BytesIO):
+    """The upload as a file that serves at most ``max_reads`` reads, then refuses."""
+
+    def __init__(self, raw: bytes, max_reads: int) -> None:
+        super().__init__(raw)
+        self._reads_left = max_reads
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._reads_left -= 1
+        if self._reads_left < 0:
+            raise _too_complex()
+        return super().read(size)
 
 
 # --------------------------------------------------------------------------
@@ -264,6 +339,8 @@ def _exif_summary(img: Image.Image) -> dict[str, Any]:
         if isinstance(orientation, int) and 1 <= orientation <= 8:
             summary["orientation"] = orientation
         summary.update(_gps(exif.get_ifd(GPS_IFD)))
+    except ProductInputError:  # the read budget ran out: the whole image is refused
+        raise
     except Exception:
         # A mangled EXIF block should not refuse an otherwise fine image.
         return {}

@@ -2,7 +2,10 @@
 
 VADER (``vaderSentiment``) is a lexicon/rule-based model tuned for short
 English text; it needs no model download, and its analyzer is created once
-per process on first use.
+per process on first use. It runs through :mod:`metering.products.sentiment`,
+which returns VADER's exact scores in linear time (VADER's own code is
+quadratic in the number of words), so the longest accepted text costs a
+fraction of a second.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from metering.products.errors import ProductInputError
 
 if TYPE_CHECKING:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    from metering.products.sentiment import LinearSentimentAnalyzer
 
 MAX_TEXT_LENGTH = 20_000
 TOP_KEYWORDS = 10
@@ -56,7 +59,7 @@ STOPWORDS: frozenset[str] = frozenset(
 )
 
 _analyzer_lock = threading.Lock()
-_analyzer: SentimentIntensityAnalyzer | None = None
+_analyzer: LinearSentimentAnalyzer | None = None
 
 
 def text_analyze(*, text: str) -> dict[str, Any]:
@@ -65,7 +68,9 @@ def text_analyze(*, text: str) -> dict[str, Any]:
     Returns::
 
         {"sentiment": {"label": "positive"|"negative"|"neutral",
-                       "compound": float, "pos": float, "neu": float, "neg": float},
+                       "score": float,     # VADER's compound score, -1..1
+                       "compound": float,  # the same value, under VADER's name
+                       "pos": float, "neu": float, "neg": float},  # proportions, 0..1
          "counts": {"characters": int, "words": int, "sentences": int},
          "keywords": [{"word": str, "count": int}, ...]}   # at most 10
 
@@ -97,22 +102,25 @@ def _validate_text(text: object) -> None:
         raise ProductInputError("text must not be empty.", code="invalid_text", field="text")
 
 
-def _get_analyzer() -> SentimentIntensityAnalyzer:
+def _get_analyzer() -> LinearSentimentAnalyzer:
     global _analyzer
     if _analyzer is None:
         with _analyzer_lock:  # the lexicon load is cheap but not atomic
             if _analyzer is None:
-                from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+                from metering.products.sentiment import LinearSentimentAnalyzer
 
-                _analyzer = SentimentIntensityAnalyzer()
+                _analyzer = LinearSentimentAnalyzer()
     return _analyzer
 
 
 def _sentiment(text: str) -> dict[str, Any]:
     scores = _get_analyzer().polarity_scores(text)
     compound = float(scores["compound"])
+    # The label and the signed score come first: the proportions below were
+    # being read as scores ("neg: 0.38" taken for a positive verdict).
     return {
         "label": _label(compound),
+        "score": compound,
         "compound": compound,
         "pos": float(scores["pos"]),
         "neu": float(scores["neu"]),

@@ -71,7 +71,7 @@ def test_paid_plans_go_past_included_calls_as_overage(customer, api_key, starter
     assert usage["overage_amount"] == "1.50"  # 1,500 × $0.001
 
 
-def test_usage_is_neither_billed_nor_rate_limited(free_customer, free_plan):
+def test_usage_is_not_billed_nor_held_to_the_plans_rate_limit(free_customer, free_plan):
     raw = api_key_issue(customer=free_customer, name="k").raw
     for _ in range(free_plan.rate_per_minute * 2):
         response = APIClient().get("/v1/usage", HTTP_X_API_KEY=raw)
