@@ -183,3 +183,18 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.stripe_event_id}"
+
+
+class TrialNotice(models.Model):
+    """A trial email that went out: the hourly trial run sends each kind once per customer."""
+
+    class Kind(models.TextChoices):
+        ENDING = "ending", "Trial ends soon"
+        ENDED = "ended", "Trial ended"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="trial_notices")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer", "kind"], name="one_trial_notice_per_kind")]

@@ -1,0 +1,290 @@
+"""The one module that talks to Stripe (the official SDK); everything else calls these functions.
+
+Stripe only collects money: it never decides an amount. Each function returns a small frozen
+dataclass of the fields we use, and every SDK error leaves as one of our `BillingError`s, so no
+caller imports `stripe`. The client is built from settings on each call (cheap), so tests and
+`config/embedded.py` can point it at localstripe with STRIPE_API_BASE.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+
+import stripe
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+# Stripe's own name for "no such object"; real Stripe sends it, localstripe sends a bare 404.
+RESOURCE_MISSING = "resource_missing"
+
+
+class BillingError(Exception):
+    """A payment problem the caller must handle; `code` is stable, the message is for people."""
+
+    code = "billing_error"
+
+    def __init__(self, message: str = "", *, code: str | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        self.code = code or self.code
+
+
+class StripeUnavailable(BillingError):
+    """Stripe could not be reached or failed (network, 5xx, rate limit): retry later."""
+
+    code = "stripe_unavailable"
+
+
+class StripeNotFound(BillingError):
+    """Stripe does not know this object (e.g. a customer lost in a test-data reset)."""
+
+    code = "resource_missing"
+
+
+class StripeRejected(BillingError):
+    """Stripe refused the request as invalid; retrying the same request will not help."""
+
+    code = "stripe_rejected"
+
+
+class WebhookInvalid(BillingError):
+    """The webhook's signature or payload is not Stripe's."""
+
+    code = "bad_signature"
+
+
+class CardDeclined(BillingError):
+    """The card was declined."""
+
+    code = "card_declined"
+
+    def __init__(self, message: str = "", *, code: str | None = None, payment_intent_id: str = "") -> None:
+        super().__init__(message or "Your card was declined.", code=code)
+        self.payment_intent_id = payment_intent_id
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    id: str
+    type: str
+    object: dict  # data.object
+    payload: dict
+
+
+@dataclass(frozen=True)
+class SetupIntentInfo:
+    id: str
+    client_secret: str
+    status: str
+    customer: str
+    payment_method: str
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    id: str
+    brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+
+
+@dataclass(frozen=True)
+class PaymentIntentInfo:
+    id: str
+    status: str
+    amount_cents: int
+    invoice_id: str
+    attempt_number: str
+    error_code: str = ""
+    error_message: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def failed(self) -> bool:
+        # After a decline Stripe puts the intent back to "requires_payment_method".
+        return self.status in ("requires_payment_method", "canceled")
+
+
+def is_configured() -> bool:
+    return bool(settings.STRIPE_SECRET_KEY)
+
+
+@lru_cache(maxsize=4)
+def _client_for(api_key: str, api_base: str, timeout: float) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        api_key,
+        base_addresses={"api": api_base} if api_base else None,
+        http_client=stripe.new_default_http_client(timeout=timeout),
+        # Retries are ours (Celery, with our own attempt bookkeeping), never the SDK's silently.
+        max_network_retries=0,
+    )
+
+
+def _client() -> stripe.StripeClient:
+    if not settings.STRIPE_SECRET_KEY:
+        raise StripeUnavailable("Stripe is not configured (STRIPE_SECRET_KEY is empty).", code="stripe_not_configured")
+    return _client_for(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT_SECONDS)
+
+
+def _translate(exc: stripe.StripeError) -> BillingError:
+    """SDK errors become ours; the message is Stripe's, safe to show (it never holds card data)."""
+    message = getattr(exc, "user_message", None) or str(getattr(exc, "_message", "") or exc)
+    code = getattr(exc, "code", None) or ""
+    if isinstance(exc, stripe.CardError):
+        pi = getattr(getattr(exc, "error", None), "payment_intent", None)
+        return CardDeclined(message, code=code or "card_declined", payment_intent_id=getattr(pi, "id", "") or "")
+    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError, stripe.AuthenticationError)):
+        return StripeUnavailable(message)
+    if isinstance(exc, stripe.InvalidRequestError):
+        if code == RESOURCE_MISSING or exc.http_status == 404:
+            return StripeNotFound(message)
+        return StripeRejected(message, code=code or "stripe_rejected")
+    status = getattr(exc, "http_status", None) or 500
+    return StripeUnavailable(message) if status >= 500 or status == 409 else StripeRejected(message)
+
+
+def _call(operation, *args, **kwargs):
+    try:
+        return operation(*args, **kwargs)
+    except stripe.StripeError as exc:
+        error = _translate(exc)
+        logger.info("stripe call failed: %s (%s)", error.code, type(exc).__name__)
+        raise error from exc
+
+
+def amount_to_cents(amount: Decimal) -> int:
+    """Exact: a Decimal with more than two places is a bug upstream, never rounded here."""
+    cents = Decimal(amount).scaleb(2)
+    if cents != cents.to_integral_value():
+        raise ValueError(f"{amount} is not a whole number of cents")
+    return int(cents)
+
+
+def stripe_customer_create(*, customer_id: int, email: str, name: str, replaces: str = "") -> str:
+    """`replaces` (the id Stripe lost) is part of the idempotency key, or Stripe would replay it."""
+    created = _call(
+        _client().v1.customers.create,
+        params={"email": email, "name": name, "metadata": {"tollbooth_customer_id": str(customer_id)}},
+        options={"idempotency_key": f"customer:{customer_id}:create:{replaces or 'first'}"},
+    )
+    return created.id
+
+
+def stripe_customer_exists(*, stripe_customer_id: str) -> bool:
+    try:
+        found = _call(_client().v1.customers.retrieve, stripe_customer_id)
+    except StripeNotFound:
+        return False
+    return not getattr(found, "deleted", False)
+
+
+def _setup_intent_info(intent) -> SetupIntentInfo:
+    method = intent.payment_method
+    return SetupIntentInfo(
+        id=intent.id, client_secret=intent.client_secret or "", status=intent.status,
+        customer=intent.customer or "", payment_method=getattr(method, "id", method) or "",
+    )
+
+
+def setup_intent_create(*, stripe_customer_id: str, customer_id: int) -> SetupIntentInfo:
+    intent = _call(
+        _client().v1.setup_intents.create,
+        params={
+            "customer": stripe_customer_id, "usage": "off_session", "payment_method_types": ["card"],
+            "metadata": {"tollbooth_customer_id": str(customer_id)},
+        },
+    )
+    return _setup_intent_info(intent)
+
+
+def setup_intent_retrieve(*, setup_intent_id: str) -> SetupIntentInfo:
+    return _setup_intent_info(_call(_client().v1.setup_intents.retrieve, setup_intent_id))
+
+
+def payment_method_retrieve(*, payment_method_id: str) -> CardInfo:
+    method = _call(_client().v1.payment_methods.retrieve, payment_method_id)
+    card = method.card
+    return CardInfo(
+        id=method.id, brand=card.brand or "", last4=card.last4 or "",
+        exp_month=card.exp_month, exp_year=card.exp_year,
+    )
+
+
+def _payment_intent_info(intent) -> PaymentIntentInfo:
+    return payment_intent_from_data(intent.to_dict())
+
+
+def payment_intent_from_data(data: dict) -> PaymentIntentInfo:
+    """A PaymentIntent as Stripe sends it (API answer or webhook event), reduced to our fields."""
+    metadata = data.get("metadata") or {}
+    error = data.get("last_payment_error") or {}
+    return PaymentIntentInfo(
+        id=data["id"], status=data["status"], amount_cents=data["amount"],
+        invoice_id=metadata.get("tollbooth_invoice_id", ""), attempt_number=metadata.get("tollbooth_attempt", ""),
+        error_code=error.get("decline_code") or error.get("code") or "",
+        error_message=error.get("message") or "",
+    )
+
+
+def payment_intent_create(
+    *, amount: Decimal, stripe_customer_id: str, payment_method_id: str,
+    invoice_id: int, attempt_number: int, idempotency_key: str,
+) -> PaymentIntentInfo:
+    """Charge the saved card now, off-session. Raises CardDeclined when the bank says no."""
+    intent = _call(
+        _client().v1.payment_intents.create,
+        params={
+            "amount": amount_to_cents(amount), "currency": "usd",
+            "customer": stripe_customer_id, "payment_method": payment_method_id,
+            "off_session": True, "confirm": True,
+            "metadata": {"tollbooth_invoice_id": str(invoice_id), "tollbooth_attempt": str(attempt_number)},
+        },
+        options={"idempotency_key": idempotency_key},
+    )
+    return _payment_intent_info(intent)
+
+
+def payment_intent_retrieve(*, payment_intent_id: str) -> PaymentIntentInfo:
+    return _payment_intent_info(_call(_client().v1.payment_intents.retrieve, payment_intent_id))
+
+
+def payment_intent_find(*, invoice_id: int, attempt_number: int) -> PaymentIntentInfo | None:
+    """The intent an attempt created, found by its metadata, when we never learnt its id.
+
+    Stripe's search API answers it; localstripe has no search, so it falls back to walking
+    the list (small there). Real Stripe also replays the first answer for the same idempotency
+    key, so a create that follows a miss here still charges once.
+    """
+    wanted = (str(invoice_id), str(attempt_number))
+    try:
+        found = _call(
+            _client().v1.payment_intents.search,
+            params={"query": f"metadata['tollbooth_invoice_id']:'{invoice_id}'", "limit": 100},
+        )
+        intents = found.data
+    except (StripeNotFound, StripeRejected):
+        intents = _call(_client().v1.payment_intents.list, params={"limit": 100}).auto_paging_iter()
+    try:
+        for intent in intents:
+            info = _payment_intent_info(intent)
+            if (info.invoice_id, info.attempt_number) == wanted:
+                return info
+    except stripe.StripeError as exc:  # later pages are fetched while iterating
+        raise _translate(exc) from exc
+    return None
+
+
+def webhook_event_verify(*, payload: bytes, signature: str) -> WebhookEvent:
+    """Stripe's own check (HMAC of timestamp + body, 5-minute tolerance against replays)."""
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+    except (ValueError, stripe.SignatureVerificationError) as exc:
+        raise WebhookInvalid(type(exc).__name__) from exc
+    data = event.to_dict()
+    return WebhookEvent(id=data["id"], type=data["type"], object=data["data"]["object"], payload=data)

@@ -1,0 +1,297 @@
+"""Payment writes: the Stripe customer, the card on file, charging invoices and dunning.
+
+Stripe is reached only through `billing.gateway`; invoices change state only through
+`billing.services` (paid, uncollectible). The rule that keeps a charge single: a
+`PaymentAttempt` row is committed before Stripe is called, and whoever touches an attempt again
+(a retried task, a webhook) first asks Stripe what became of it, under a row lock.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+import outbox
+from accounts.models import Customer
+
+from . import gateway
+from .gateway import (
+    BillingError, CardDeclined, PaymentIntentInfo, SetupIntentInfo, StripeNotFound, StripeRejected,
+)
+from .models import Invoice, PaymentAttempt, PaymentMethod
+from .signals import invoice_payment_failed
+
+logger = logging.getLogger(__name__)
+
+# Invoices a charge may still collect: open ones, and uncollectible ones once a new card arrives.
+CHARGEABLE = (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE)
+# A pending attempt older than this was abandoned by a crashed worker; dunning picks it up.
+STALE_ATTEMPT = timedelta(minutes=30)
+
+
+class CardSetupFailed(BillingError):
+    """The card could not be saved."""
+
+    code = "card_setup_failed"
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    outcome: str  # paid | failed | skipped | busy
+    attempt_id: int | None = None
+
+
+# --- Stripe customer -------------------------------------------------------------------------
+
+
+def stripe_customer_ensure(*, customer: Customer) -> str:
+    """The customer's Stripe id, created when missing or when Stripe no longer knows it.
+
+    A lost Stripe customer (a test-data reset, or localstripe started from scratch) takes its
+    cards with it, so the stored card is dropped too: the portal then asks for a new one.
+    """
+    stored = Customer.objects.filter(pk=customer.pk).values_list("stripe_customer_id", flat=True).get()
+    if stored and gateway.stripe_customer_exists(stripe_customer_id=stored):
+        return stored  # the usual case, without taking the customer's row lock
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update(of=("self",)).select_related("owner").get(pk=customer.pk)
+        stored = customer.stripe_customer_id
+        if stored and gateway.stripe_customer_exists(stripe_customer_id=stored):
+            return stored  # another process made it while we waited for the lock
+        if stored:
+            logger.warning("stripe customer %s of customer %s is gone; recreating it", stored, customer.pk)
+            PaymentMethod.objects.filter(customer=customer).delete()
+        created = gateway.stripe_customer_create(
+            customer_id=customer.pk, email=customer.email, name=customer.company,
+            replaces=stored,
+        )
+        # update(), not save(): nothing the API enforces changed, so no config bump.
+        Customer.objects.filter(pk=customer.pk).update(stripe_customer_id=created)
+        return created
+
+
+# --- Card on file ----------------------------------------------------------------------------
+
+
+def card_setup_start(*, customer: Customer) -> SetupIntentInfo:
+    """A SetupIntent for the billing page's card Element (off-session use later)."""
+    stripe_id = stripe_customer_ensure(customer=customer)
+    return gateway.setup_intent_create(stripe_customer_id=stripe_id, customer_id=customer.pk)
+
+
+def card_setup_confirm(*, customer: Customer, setup_intent_id: str) -> PaymentMethod:
+    """The browser came back from confirmCardSetup: ask Stripe, never trust the query string."""
+    intent = gateway.setup_intent_retrieve(setup_intent_id=setup_intent_id)
+    if not customer.stripe_customer_id or intent.customer != customer.stripe_customer_id:
+        raise CardSetupFailed("That card setup does not belong to this account.", code="not_yours")
+    if intent.status != "succeeded" or not intent.payment_method:
+        raise CardSetupFailed("The card was not saved. Please try again or use another card.")
+    return card_save(customer=customer, payment_method_id=intent.payment_method)
+
+
+def card_save_from_setup_intent(*, stripe_customer_id: str, payment_method_id: str) -> PaymentMethod | None:
+    """The webhook path (setup_intent.succeeded); None when the Stripe customer is not ours."""
+    customer = Customer.objects.filter(stripe_customer_id=stripe_customer_id).first() if stripe_customer_id else None
+    if customer is None or not payment_method_id:
+        return None
+    return card_save(customer=customer, payment_method_id=payment_method_id)
+
+
+def card_save(*, customer: Customer, payment_method_id: str) -> PaymentMethod:
+    """Record the card (once, whichever path arrives first) and retry what it can pay now."""
+    card = gateway.payment_method_retrieve(payment_method_id=payment_method_id)
+    with transaction.atomic():
+        Customer.objects.select_for_update().filter(pk=customer.pk).first()
+        existing = PaymentMethod.objects.filter(customer=customer).first()
+        if existing and existing.stripe_payment_method_id == card.id:
+            return existing
+        method, _ = PaymentMethod.objects.update_or_create(
+            customer=customer,
+            defaults=dict(
+                stripe_payment_method_id=card.id, brand=card.brand, last4=card.last4,
+                exp_month=card.exp_month, exp_year=card.exp_year, updated_at=timezone.now(),
+            ),
+        )
+        _charges_retry_now(customer=customer)
+        return method
+
+
+def _charges_retry_now(*, customer: Customer) -> None:
+    from .tasks import invoice_charge
+
+    unpaid = Invoice.objects.filter(customer=customer, status__in=CHARGEABLE, total__gt=0)
+    for invoice_id in unpaid.filter(attempts__isnull=False).distinct().values_list("pk", flat=True):
+        outbox.enqueue(invoice_charge, invoice_id=invoice_id)
+
+
+# --- Charging --------------------------------------------------------------------------------
+
+
+def invoice_charge_run(*, invoice_id: int) -> ChargeResult:
+    """Charge an unpaid invoice once. Raises StripeUnavailable for the task to retry later."""
+    attempt = _attempt_open(invoice_id=invoice_id)
+    if attempt is None:
+        return ChargeResult(outcome="skipped")
+    if attempt.status == PaymentAttempt.Status.FAILED:  # no card: nothing to ask Stripe
+        return ChargeResult(outcome="failed", attempt_id=attempt.pk)
+    # Before any lock: it may write the customer row (a Stripe customer made or remade).
+    stripe_id = stripe_customer_ensure(customer=attempt.invoice.customer)
+    with transaction.atomic():
+        # Held across the Stripe call: a second worker or a webhook for this attempt waits or
+        # steps aside instead of charging again (localstripe ignores idempotency keys).
+        # of=self: only the attempt row; the invoice and customer stay free for plan changes.
+        locked = PaymentAttempt.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+            pk=attempt.pk, status=PaymentAttempt.Status.PENDING).select_related("invoice__customer").first()
+        if locked is None:
+            return ChargeResult(outcome="busy", attempt_id=attempt.pk)
+        intent = _attempt_intent(locked, stripe_customer_id=stripe_id)
+        return _attempt_settle(locked, intent)
+
+
+def _attempt_open(*, invoice_id: int) -> PaymentAttempt | None:
+    """Reuse the pending attempt (a retry) or commit a new one before Stripe hears of it.
+
+    None when there is nothing to charge; an attempt already failed when there is no card.
+    """
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update(of=("self",)).select_related("customer").filter(pk=invoice_id).first()
+        if invoice is None or invoice.status not in CHARGEABLE or invoice.total <= 0:
+            return None
+        pending = invoice.attempts.filter(status=PaymentAttempt.Status.PENDING).first()
+        if pending is not None:
+            return pending
+        number = (invoice.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
+        attempt = PaymentAttempt.objects.create(invoice=invoice, number=number, amount=invoice.total)
+        if not PaymentMethod.objects.filter(customer_id=invoice.customer_id).exists():
+            _attempt_fail(attempt, code="no_card", message="No card on file.")
+        return attempt
+
+
+def _attempt_intent(attempt: PaymentAttempt, *, stripe_customer_id: str) -> PaymentIntentInfo:
+    """What Stripe did for this attempt: look before creating, so a retry never charges twice."""
+    if attempt.stripe_payment_intent_id:
+        return gateway.payment_intent_retrieve(payment_intent_id=attempt.stripe_payment_intent_id)
+    found = gateway.payment_intent_find(invoice_id=attempt.invoice_id, attempt_number=attempt.number)
+    if found is not None:
+        return found
+    method = PaymentMethod.objects.filter(customer_id=attempt.invoice.customer_id).first()
+    if method is None:  # dropped just now: Stripe had lost the customer and its cards
+        return PaymentIntentInfo(id="", status="canceled", amount_cents=0, invoice_id=str(attempt.invoice_id),
+                                 attempt_number=str(attempt.number), error_code="no_card",
+                                 error_message="No card on file.")
+    try:
+        return gateway.payment_intent_create(
+            amount=attempt.amount, stripe_customer_id=stripe_customer_id,
+            payment_method_id=method.stripe_payment_method_id,
+            invoice_id=attempt.invoice_id, attempt_number=attempt.number, idempotency_key=attempt.idempotency_key,
+        )
+    except (CardDeclined, StripeNotFound, StripeRejected) as refused:
+        # A refusal (declined, or a card Stripe no longer has) is this attempt's answer: failed
+        # and left to dunning. Only "unreachable" propagates, for the task to retry the same attempt.
+        return PaymentIntentInfo(id=getattr(refused, "payment_intent_id", ""), status="requires_payment_method",
+                                 amount_cents=0, invoice_id=str(attempt.invoice_id),
+                                 attempt_number=str(attempt.number), error_code=refused.code,
+                                 error_message=str(refused))
+
+
+def _attempt_settle(attempt: PaymentAttempt, intent: PaymentIntentInfo) -> ChargeResult:
+    if intent.id and not attempt.stripe_payment_intent_id:
+        attempt.stripe_payment_intent_id = intent.id
+        attempt.save(update_fields=["stripe_payment_intent_id"])
+    if intent.succeeded:
+        _attempt_succeed(attempt)
+        return ChargeResult(outcome="paid", attempt_id=attempt.pk)
+    if intent.failed:
+        _attempt_fail(attempt, code=intent.error_code or "payment_failed",
+                      message=intent.error_message or "The payment failed.")
+        return ChargeResult(outcome="failed", attempt_id=attempt.pk)
+    # processing / requires_action: Stripe's webhook (or the next dunning pass) settles it.
+    return ChargeResult(outcome="pending", attempt_id=attempt.pk)
+
+
+def _attempt_succeed(attempt: PaymentAttempt, at: datetime | None = None) -> None:
+    from .services import invoice_mark_paid
+
+    now = timezone.now()
+    attempt.status, attempt.finished_at = PaymentAttempt.Status.SUCCEEDED, now
+    attempt.save(update_fields=["status", "finished_at"])
+    invoice = Invoice.objects.select_for_update().get(pk=attempt.invoice_id)
+    if invoice.status in CHARGEABLE:  # paid already (staff, bank transfer): nothing more to do
+        invoice_mark_paid(invoice=invoice, at=at or now)
+
+
+def _attempt_fail(attempt: PaymentAttempt, *, code: str, message: str) -> None:
+    """A declined charge: past_due now, the next retry scheduled, or uncollectible after the last."""
+    from .services import invoice_mark_uncollectible
+    from .tasks import payment_failed_email_send
+
+    now = timezone.now()
+    attempt.status, attempt.finished_at = PaymentAttempt.Status.FAILED, now
+    attempt.failure_code, attempt.failure_message = code[:60], message[:300]
+    attempt.save(update_fields=["status", "finished_at", "failure_code", "failure_message"])
+    invoice = Invoice.objects.select_for_update(of=("self",)).select_related("customer").get(pk=attempt.invoice_id)
+    invoice.next_charge_at = dunning_next_charge_at(invoice=invoice)
+    invoice.save(update_fields=["next_charge_at"])
+    if invoice.next_charge_at is None and invoice.status == Invoice.Status.OPEN:
+        invoice = invoice_mark_uncollectible(invoice=invoice)
+    _customer_past_due(invoice.customer, since=now)
+    outbox.enqueue(payment_failed_email_send, attempt_id=attempt.pk)
+    transaction.on_commit(lambda: invoice_payment_failed.send(sender=None, invoice=invoice, attempt=attempt))
+
+
+def _customer_past_due(customer: Customer, *, since: datetime) -> None:
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    if customer.status == Customer.Status.CANCELLED:
+        return  # a final invoice that fails does not reopen a cancelled account
+    if customer.status != Customer.Status.PAST_DUE or customer.past_due_since is None:
+        customer.status = Customer.Status.PAST_DUE
+        customer.past_due_since = customer.past_due_since or since
+        customer.save(update_fields=["status", "past_due_since"])  # save(): bumps the API config
+
+
+def dunning_next_charge_at(*, invoice: Invoice) -> datetime | None:
+    """Retries fall on BILLING_RETRY_DAYS after the first failure; None once they are spent."""
+    failed = list(invoice.attempts.filter(status=PaymentAttempt.Status.FAILED)
+                  .order_by("number").values_list("finished_at", flat=True))
+    days = sorted(settings.BILLING_RETRY_DAYS)
+    if not failed or len(failed) > len(days):
+        return None
+    return failed[0] + timedelta(days=days[len(failed) - 1])
+
+
+# --- Dunning ---------------------------------------------------------------------------------
+
+
+def invoices_dunning_due(*, now: datetime | None = None) -> list[int]:
+    """Open invoices whose retry day has come, and any attempt a crashed worker left pending."""
+    now = now or timezone.now()
+    due = Invoice.objects.filter(status=Invoice.Status.OPEN, next_charge_at__lte=now)
+    stale = Invoice.objects.filter(
+        status__in=CHARGEABLE, attempts__status=PaymentAttempt.Status.PENDING,
+        attempts__created_at__lt=now - STALE_ATTEMPT,
+    )
+    return sorted(set(due.values_list("pk", flat=True)) | set(stale.values_list("pk", flat=True)))
+
+
+# --- Webhook events --------------------------------------------------------------------------
+
+
+def payment_intent_settle(*, intent: PaymentIntentInfo) -> str:
+    """Stripe told us an intent's outcome: settle its attempt unless our own charge already did."""
+    if not intent.invoice_id.isdigit() or not intent.attempt_number.isdigit():
+        return "unknown invoice"
+    with transaction.atomic():
+        attempt = (
+            PaymentAttempt.objects.select_for_update(of=("self",)).select_related("invoice__customer")
+            .filter(invoice_id=int(intent.invoice_id), number=int(intent.attempt_number)).first()
+        )
+        if attempt is None:
+            return "unknown invoice"
+        if attempt.status != PaymentAttempt.Status.PENDING:
+            return "already settled"
+        return _attempt_settle(attempt, intent).outcome

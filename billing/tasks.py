@@ -1,0 +1,175 @@
+"""Billing's Celery tasks: month close, trials, and (below) charging and dunning."""
+from __future__ import annotations
+
+from celery import shared_task
+
+
+MONTH_CLOSE_BATCH = 1000
+TRIAL_REMINDER_DAYS = 3
+
+
+@shared_task(acks_late=True)
+def month_close(period: str | None = None) -> dict:
+    """Beat, early on the 1st (UTC): flush usage, then draft, issue and charge last month's invoices.
+
+    Every step is safe to repeat: a run that crashed, or two runs at once, leave one invoice per
+    customer (unique per customer and period), each issued once with one number.
+    """
+    from django.utils import timezone
+
+    from .calculations import period_of, period_previous
+
+    period = period or period_previous(period_of(timezone.now()))
+    _usage_flush_all()
+    generated = invoices_generate_all(period=period)
+    issued = invoices_issue_all(period=period)
+    return {"period": period, **generated, "issued": issued}
+
+
+def _usage_flush_all() -> None:
+    """Wait for a flush already running, then flush everything: issued invoices never change later.
+
+    If Redis is unreachable this raises and the month close is left for its next scheduled run,
+    rather than invoicing without the calls Redis still holds.
+    """
+    from config.redis_client import redis_client
+    from metering.services import usage_flush
+
+    # The lock the minute flush takes: wait for a flush already running rather than race it.
+    lock = redis_client().lock("tb:lock:usage-flush", timeout=600, blocking_timeout=600)
+    if not lock.acquire():
+        raise RuntimeError("usage flush lock not acquired: month close waits for the next run")
+    try:
+        usage_flush()
+    finally:
+        lock.release()
+
+
+def invoices_generate_all(*, period: str, batch: int | None = None) -> dict:
+    from accounts.models import Customer
+
+    from .calculations import day_start, period_bounds
+    from .selectors import plans_by_id
+    from .services import invoices_generate_batch
+
+    batch = batch or MONTH_CLOSE_BATCH
+    _, end = period_bounds(period)
+    ids = list(Customer.objects.filter(created_at__lt=day_start(end)).order_by("pk").values_list("pk", flat=True))
+    plans = plans_by_id()
+    totals = {"created": 0, "regenerated": 0, "skipped": 0}
+    for start in range(0, len(ids), batch):
+        report = invoices_generate_batch(customer_ids=ids[start:start + batch], period=period, plans=plans)
+        for name in totals:
+            totals[name] += getattr(report, name)
+    return totals
+
+
+def invoices_issue_all(*, period: str, batch: int | None = None) -> int:
+    from .services import invoices_issue_batch
+
+    batch = batch or MONTH_CLOSE_BATCH
+    issued = 0
+    while True:
+        done = invoices_issue_batch(period=period, limit=batch)
+        if not done:
+            return issued
+        issued += len(done)
+
+
+@shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def invoices_issued_dispatch(invoice_ids: list[int]) -> int:
+    """After an issue (one invoice, or a month-close batch): signals, charge, email, once each.
+
+    Here rather than in the issuing transaction's on_commit hooks: the outbox row survives a
+    crash right after the commit, and the per-invoice work (signal receivers, email, Stripe)
+    stays out of the month close's batches.
+    """
+    from .models import Invoice
+    from .services import invoice_issued_dispatch
+
+    invoices = Invoice.objects.filter(pk__in=invoice_ids).order_by("pk")
+    return sum(invoice_issued_dispatch(invoice=invoice) for invoice in invoices)
+
+
+@shared_task(acks_late=True)
+def trials_run() -> dict:
+    """Beat, hourly: remind trials ending within TRIAL_REMINDER_DAYS (once), end the expired ones."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import Customer
+
+    from .models import TrialNotice
+    from .services import trial_end, trial_remind
+
+    now = timezone.now()
+    trials = Customer.objects.filter(status=Customer.Status.TRIAL)
+    soon = trials.filter(trial_ends_at__gt=now, trial_ends_at__lte=now + timedelta(days=TRIAL_REMINDER_DAYS))
+    reminded = sum(trial_remind(customer=c) for c in soon.exclude(trial_notices__kind=TrialNotice.Kind.ENDING))
+    ended = [trial_end(customer=c) for c in trials.filter(trial_ends_at__lte=now)]
+    return {"reminded": reminded, "ended": len(ended)}
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def trial_email_send(customer_id: int, kind: str) -> None:
+    import outbox
+
+    from .emails import trial_email_send as send
+
+    outbox.run_once(key=f"trial-{kind}-email:{customer_id}", work=lambda: send(customer_id=customer_id, kind=kind))
+
+
+# --- Charging and dunning (Stripe) -----------------------------------------------------------
+# Tasks take ids and import their services inside, so loading this module stays cheap.
+
+from .gateway import StripeUnavailable  # noqa: E402
+
+
+@shared_task(
+    autoretry_for=(StripeUnavailable,), retry_backoff=30, retry_backoff_max=3600,
+    retry_jitter=True, max_retries=10,
+)
+def invoice_charge(invoice_id: int) -> str:
+    """Charge an issued invoice; a retry finds the first try's PaymentIntent instead of a new one."""
+    from .payments import invoice_charge_run
+
+    return invoice_charge_run(invoice_id=invoice_id).outcome
+
+
+@shared_task(
+    autoretry_for=(StripeUnavailable,), retry_backoff=30, retry_backoff_max=3600,
+    retry_jitter=True, max_retries=10,
+)
+def stripe_customer_ensure(customer_id: int) -> str:
+    from accounts.models import Customer
+
+    from .payments import stripe_customer_ensure as ensure
+
+    return ensure(customer=Customer.objects.get(pk=customer_id))
+
+
+@shared_task
+def invoices_dunning_run() -> int:
+    """Hourly: queue the charges whose retry day has come (and any a crashed worker left)."""
+    from django.db import transaction
+
+    import outbox
+
+    from .payments import invoices_dunning_due
+
+    due = invoices_dunning_due()
+    with transaction.atomic():
+        for invoice_id in due:
+            outbox.enqueue(invoice_charge, invoice_id=invoice_id)
+    return len(due)
+
+
+@shared_task
+def payment_failed_email_send(attempt_id: int) -> None:
+    import outbox
+
+    from .emails import payment_failed_email_send as send
+
+    # Once per attempt, however often the outbox delivers this task.
+    outbox.run_once(key=f"payment-failed-email:{attempt_id}", work=lambda: send(attempt_id=attempt_id))

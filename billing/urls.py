@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+# Mounted at /portal/billing/ (config/urls.py); the Stripe webhook is mounted on its own.
+urlpatterns = [
+    path("", views.billing, name="billing"),
+    path("card/", views.card, name="billing-card"),
+    path("card/done/", views.card_done, name="billing-card-done"),
+    path("plan/", views.plan_change, name="billing-plan"),
+    path("cancel/", views.cancel, name="billing-cancel"),
+    path("invoices/<int:invoice_id>/", views.invoice_detail, name="billing-invoice"),
+]

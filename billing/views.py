@@ -1,0 +1,165 @@
+"""The portal's billing pages: plan and status, card on file, plan change, cancel, invoices."""
+from __future__ import annotations
+
+import math
+from functools import wraps
+from typing import Callable
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+import outbox
+from accounts.forms import add_service_errors
+from accounts.models import Customer
+from accounts.selectors import customer_for_user
+
+from . import gateway, payments
+from .forms import PlanChangeForm
+from .gateway import BillingError
+from .models import Invoice, PaymentMethod
+from .selectors import invoices_for_customer, plan_change_preview
+
+CustomerView = Callable[..., HttpResponse]
+
+
+def customer_required(view: CustomerView) -> CustomerView:
+    """Signed in and owning a customer; passes it on (the portal's rule, kept in this layer)."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        customer = customer_for_user(request.user)
+        if customer is None:
+            return render(request, "dashboard/no_customer.html")
+        return view(request, customer, *args, **kwargs)
+
+    return wrapper
+
+
+def _trial_days_left(customer: Customer) -> int | None:
+    if customer.status != Customer.Status.TRIAL or customer.trial_ends_at is None:
+        return None
+    return max(0, math.ceil((customer.trial_ends_at - timezone.now()).total_seconds() / 86400))
+
+
+@require_GET
+@customer_required
+def billing(request: HttpRequest, customer: Customer) -> HttpResponse:
+    if gateway.is_configured() and not customer.stripe_customer_id:
+        from .tasks import stripe_customer_ensure
+
+        # Ready before the customer opens the card form (which would otherwise create it then).
+        outbox.enqueue(stripe_customer_ensure, customer_id=customer.pk)
+    context = {
+        "customer": customer,
+        "trial_days_left": _trial_days_left(customer),
+        "card": PaymentMethod.objects.filter(customer=customer).first(),
+        "invoices": invoices_for_customer(customer=customer),
+        "stripe_ready": gateway.is_configured(),
+        "grace_days": settings.BILLING_GRACE_DAYS,
+    }
+    return render(request, "billing/billing.html", context)
+
+
+@require_GET
+@customer_required
+def card(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """The card Element page: a fresh SetupIntent each visit (unused ones simply expire)."""
+    if not gateway.is_configured():
+        messages.error(request, "Card payments are not set up on this server yet.")
+        return redirect("billing")
+    try:
+        intent = payments.card_setup_start(customer=customer)
+    except BillingError:
+        messages.error(request, "We could not reach our payment provider. Please try again in a minute.")
+        return redirect("billing")
+    context = {
+        "customer": customer,
+        "card": PaymentMethod.objects.filter(customer=customer).first(),
+        "client_secret": intent.client_secret,
+        "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+        "stripe_js_url": settings.STRIPE_JS_URL,
+        "return_url": request.build_absolute_uri(reverse("billing-card-done")),
+    }
+    return render(request, "billing/card.html", context)
+
+
+@require_GET
+@customer_required
+def card_done(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """Where the browser lands after confirmCardSetup; Stripe, not the URL, says what happened."""
+    setup_intent_id = request.GET.get("setup_intent", "")
+    if not setup_intent_id.startswith("seti_") or len(setup_intent_id) > 100:
+        messages.error(request, "The card was not saved. Please try again.")
+        return redirect("billing-card")
+    try:
+        method = payments.card_setup_confirm(customer=customer, setup_intent_id=setup_intent_id)
+    except payments.CardSetupFailed as exc:
+        messages.error(request, str(exc))
+        return redirect("billing-card")
+    except BillingError:
+        messages.error(request, "We could not reach our payment provider. Please try again in a minute.")
+        return redirect("billing-card")
+    messages.success(request, f"Card saved: {method.brand.title()} ending in {method.last4}.")
+    return redirect("billing")
+
+
+@require_http_methods(["GET", "POST"])
+@customer_required
+def plan_change(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """Two steps: pick a plan, then confirm with its prorated effect on this month shown."""
+    from .services import plan_change as plan_change_service
+
+    form = PlanChangeForm(request.POST or None, customer=customer, initial={"plan": customer.plan_id})
+    if request.method == "POST" and form.is_valid():
+        plan = form.cleaned_data["plan"]
+        if form.cleaned_data["confirm"]:
+            try:
+                plan_change_service(customer=customer, plan=plan)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                messages.success(request, f"You are now on the {plan.name} plan. New limits apply to your next call.")
+                return redirect("billing")
+        if form.is_valid():
+            preview = plan_change_preview(customer=customer, plan=plan)
+            context = {"customer": customer, "plan": plan, "preview": preview, "change": abs(preview.difference)}
+            return render(request, "billing/plan_confirm.html", context)
+    return render(request, "billing/plan_change.html", {"customer": customer, "form": form})
+
+
+@require_http_methods(["GET", "POST"])
+@customer_required
+def cancel(request: HttpRequest, customer: Customer) -> HttpResponse:
+    from .services import customer_cancel
+
+    if request.method == "POST" and customer.status != Customer.Status.CANCELLED:
+        try:
+            customer_cancel(customer=customer)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("billing")
+        messages.success(request, "Your subscription is cancelled. Your final invoice is below.")
+        return redirect("billing")
+    return render(request, "billing/cancel.html", {"customer": customer})
+
+
+@require_GET
+@customer_required
+def invoice_detail(request: HttpRequest, customer: Customer, invoice_id: int) -> HttpResponse:
+    # Another customer's invoice, or a draft, looks exactly like no invoice at all.
+    invoice = (
+        Invoice.objects.filter(pk=invoice_id, customer=customer).exclude(status=Invoice.Status.DRAFT)
+        .select_related("plan", "customer__owner").prefetch_related("lines", "attempts").first()
+        if 0 < invoice_id < 2**63 else None
+    )
+    if invoice is None:
+        raise Http404("No such invoice")
+    return render(request, "billing/invoice.html", {"customer": customer, "invoice": invoice})
