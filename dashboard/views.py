@@ -16,9 +16,11 @@ from accounts.models import ApiKey, Customer
 from accounts.reveal import reveal_render, reveal_stash
 from accounts.selectors import api_key_for_customer, customer_for_user
 from accounts.services import api_key_issue, api_key_revoke, api_key_rotate
+from plans.models import Product
 
 from .forms import ApiKeyCreateForm, ApiKeyRotateForm
-from .selectors import key_rows, usage_this_period
+from .charts import Chart, Series
+from .selectors import invoices_recent, key_rows, portal_usage
 
 CustomerView = Callable[..., HttpResponse]
 
@@ -46,12 +48,30 @@ def _own_key(customer: Customer, key_id: int) -> ApiKey:
 
 @customer_required
 def portal(request: HttpRequest, customer: Customer) -> HttpResponse:
+    usage = portal_usage(customer=customer)
     context = {
         "customer": customer,
-        "usage": usage_this_period(customer=customer),
-        "active_keys": customer.api_keys.active().count(),
+        "usage": usage,
+        "invoices": invoices_recent(customer=customer),
+        "active_keys": sum(1 for row in usage.per_key if row.key_id is not None and row.active),
+        "daily_chart": Chart(
+            title=f"Calls per day, {usage.period}", kind="bar",
+            labels=tuple(f"{day:%d %b}" for day, _ in usage.days),
+            series=(Series("calls", tuple(n for _, n in usage.days)),),
+        ),
+        "recent_chart": Chart(
+            title="Calls per day by product, last 90 days", kind="line",
+            labels=tuple(f"{day:%d %b}" for day in usage.recent_days),
+            series=tuple(Series(name, usage.recent_by_product[slug], f"series-{i + 1}")
+                         for i, (slug, name) in enumerate(_product_names(usage.recent_by_product))),
+        ),
     }
     return render(request, "dashboard/portal.html", context)
+
+
+def _product_names(by_product: dict) -> list[tuple[str, str]]:
+    labels = dict(Product.choices)
+    return [(slug, labels.get(slug, slug)) for slug in sorted(by_product)]
 
 
 @require_http_methods(["GET", "POST"])

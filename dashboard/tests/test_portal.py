@@ -52,7 +52,7 @@ def test_the_portal_shows_this_periods_usage(client, customer):
     response = client.get(reverse("portal"))
 
     usage = response.context["usage"]
-    assert usage.summary.calls == 1300 and usage.remaining == 50_000 - 1300
+    assert usage.calls == 1300 and usage.remaining == 50_000 - 1300
     assert usage.products == [("Geocoding", 1234), ("Text analysis", 66)]
     html = response.content.decode()
     assert f"This period <span class=\"muted\">({today:%Y-%m})</span>" in html

@@ -1,0 +1,44 @@
+"""What the nightly reconciliation found: one row per drift between two records of the same usage."""
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Customer
+
+
+class ReconciliationIssue(models.Model):
+    """`expected` is the figure the source should show, `found` what it shows (calls or dollars).
+
+    One row per customer, period and source: a later run updates it, and deletes it when the
+    two figures agree again.
+    """
+
+    class Source(models.TextChoices):
+        REDIS = "redis", "Redis month counter vs Postgres usage + unflushed"
+        INVOICE_CALLS = "invoice_calls", "Invoice calls vs Postgres usage"
+        INVOICE_OVERAGE = "invoice_overage", "Invoice overage line vs the overage of recorded usage"
+        STRIPE = "stripe", "Stripe charge vs invoice total"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="reconciliation_issues")
+    period = models.CharField(max_length=7, help_text="YYYY-MM, UTC")
+    source = models.CharField(max_length=20, choices=Source.choices)
+    expected = models.DecimalField(max_digits=20, decimal_places=2)
+    found = models.DecimalField(max_digits=20, decimal_places=2)
+    invoice = models.ForeignKey("billing.Invoice", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-period", "source", "customer_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "period", "source"], name="one_issue_per_source"),
+        ]
+        indexes = [models.Index(fields=["period"])]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.period} {self.source}: expected {self.expected}, found {self.found}"
+
+    @property
+    def difference(self):
+        return self.found - self.expected
