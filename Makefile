@@ -1,5 +1,7 @@
 # Two commands: `make run` and `make test`. Both build .venv and, unless DATABASE_URL /
-# REDIS_URL are set, run against an embedded PostgreSQL and Redis kept under var/.
+# REDIS_URL are set, run against an embedded PostgreSQL and Redis kept under var/; unless
+# STRIPE_SECRET_KEY is set, also against localstripe (config/embedded.py starts and stops it;
+# `make run` registers SITE_URL's /billing/stripe/webhook/ with it, tests register their own).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,9 +10,15 @@ DEMO ?= 1
 PYTEST_ARGS ?=
 SITE_URL ?= http://127.0.0.1:$(PORT)
 export PORT DEMO SITE_URL
+# `make run` serves plain HTTP on 127.0.0.1: no HTTPS redirect or HSTS, cookies allowed over
+# HTTP, and a random SECRET_KEY kept in var/secret_key (the settings refuse the well-known
+# development key when DEBUG is false). Set SECURE_HTTPS / SECRET_KEY to override.
+run: export SECURE_HTTPS ?= false
+run: export SECRET_KEY ?= $(shell test -s var/secret_key || { mkdir -p var && umask 077 && \
+	$(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key; }; cat var/secret_key)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test e2e-deps bench fuzz clean
+.PHONY: install run test e2e-deps bench bench-billing bench-dashboard bench-products fuzz clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +46,18 @@ test: install e2e-deps
 bench: install
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m config.embedded --dir var/bench --ephemeral -- $(BIN)/python bench/hotpath.py
+
+# Month close for 10,000 customers with a month of usage each: seconds and SQL queries per batch.
+bench-billing: install
+	$(BIN)/python -m config.embedded --dir var/bench --ephemeral -- $(BIN)/python bench/billing_close.py
+
+# /dashboard/ and /portal/ over 10,000 customers and 1,000,000 usage rows: server time and queries.
+bench-dashboard: install
+	$(BIN)/python -m config.embedded --dir var/bench --ephemeral -- $(BIN)/python bench/dashboard.py
+
+# The slowest input found per product and its CPU time (no server or database needed).
+bench-products: install
+	$(BIN)/python bench/products_worst_case.py
 
 # A longer schemathesis pass than the one the test suite runs.
 fuzz: install

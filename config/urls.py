@@ -1,10 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from billing.webhooks import stripe_webhook
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("metering.urls")),
+    path("portal/billing/", include("billing.urls")),
+    path("billing/stripe/webhook/", stripe_webhook, name="stripe-webhook"),
+    path("portal/settings/", include("notifications.urls")),
     path("portal/", include("dashboard.urls")),
+    path("dashboard/", include("dashboard.staff_urls")),
     path("", include("accounts.urls")),
     path("", include("plans.urls")),
 ]

@@ -40,3 +40,46 @@ class CustomerFactory(factory.django.DjangoModelFactory):
     company = factory.Sequence(lambda n: f"Company {n}")
     plan = factory.LazyFunction(lambda: seeded_plan("starter"))
     status = Customer.Status.ACTIVE
+
+
+class PlanChangeFactory(factory.django.DjangoModelFactory):
+    """A recorded plan change; pass customer, from_plan, to_plan and at."""
+
+    class Meta:
+        model = "billing.PlanChange"
+
+    customer = factory.SubFactory(CustomerFactory)
+    from_plan = factory.LazyAttribute(lambda o: o.customer.plan)
+    to_plan = factory.LazyFunction(lambda: seeded_plan("pro"))
+
+
+class InvoiceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "billing.Invoice"
+
+    customer = factory.SubFactory(CustomerFactory)
+    period = "2026-10"
+    status = "open"
+    plan = factory.LazyAttribute(lambda o: o.customer.plan)
+    number = factory.Sequence(lambda n: f"TB-TEST-{n:06d}")
+
+
+class InvoiceLineFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "billing.InvoiceLine"
+
+    invoice = factory.SubFactory(InvoiceFactory)
+    kind = "base"
+    description = factory.LazyAttribute(lambda o: f"{o.kind} line")
+    quantity = Decimal("1")
+    unit_price = factory.LazyAttribute(lambda o: o.amount)
+    amount = Decimal("49.00")
+
+
+class UsageRecordFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "metering.UsageRecord"
+
+    customer = factory.SubFactory(CustomerFactory)
+    product = "geocode"
+    calls = 100
