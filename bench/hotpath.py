@@ -14,6 +14,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 import tempfile
 from pathlib import Path
 
@@ -98,7 +99,22 @@ def serve(args: list[str], port: int) -> subprocess.Popen:
     process = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
                                env={**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"})
     _wait_for_port(port, process)
+    _wait_until_serving(f"http://127.0.0.1:{port}/bench/bare", workers=4)
     return process
+
+
+def _wait_until_serving(url: str, *, workers: int, timeout: float = 120) -> None:
+    """The port opens before the workers have booted Django; wait for real answers from several
+    connections, or the first measured seconds would time the boot, not the server."""
+    import urllib.request
+
+    deadline, answered = time.monotonic() + timeout, 0
+    while answered < workers * 4 and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                answered += response.status == 200
+        except OSError:
+            time.sleep(0.2)
 
 
 def measure(server: str, script: Path, paths: list[str]) -> dict[str, dict]:

@@ -8,6 +8,7 @@ from accounts.services import api_key_issue
 from config.redis_client import redis_state_reset
 from metering.keyconfig import key_config_forget_local
 from metering.services import outage_state_forget
+from plans.selectors import plan_offers_forget
 
 from .factories import CustomerFactory, seeded_plan
 
@@ -26,6 +27,7 @@ def _outage_forget() -> None:
     key_config_forget_local()
     redis_state_reset()
     outage_state_forget()
+    plan_offers_forget()
 
 
 @pytest.fixture
@@ -63,3 +65,14 @@ def client_with_key(api_key):
 
 # The embedded Stripe (localstripe) and its webhook target, for billing and browser tests.
 from .payments import celery_outside_task, stripe_server, stripe_webhooks  # noqa: E402,F401
+
+
+@pytest.fixture(autouse=True)
+def celery_join_flag_kept():
+    """Eager tasks started from several threads at once race on Celery's process-wide "inside a
+    task" flag and can leave it set, which breaks every later `.get()`: put it back after each test."""
+    from celery import _state
+
+    before = _state.task_join_will_block()
+    yield
+    _state._set_task_join_will_block(before)

@@ -21,14 +21,3 @@ def customer(customer):
     customer.created_at = LONG_AGO
     customer.save(update_fields=["created_at"])
     return customer
-
-
-@pytest.fixture
-def celery_join_flag_kept():
-    """Eager tasks started from several threads at once race on Celery's process-wide "inside a
-    task" flag and can leave it set, which breaks every later `.get()`; put it back."""
-    from celery import _state
-
-    before = _state.task_join_will_block()
-    yield
-    _state._set_task_join_will_block(before)

@@ -127,7 +127,7 @@ def test_the_spend_cap_alert_says_whether_calls_stop(customer, receiver, django_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_crossings_of_one_threshold_make_one_alert(celery_join_flag_kept):
+def test_concurrent_crossings_of_one_threshold_make_one_alert():
     customer = CustomerFactory(plan=seeded_plan("starter"))
     barrier, results = threading.Barrier(8), []
 
