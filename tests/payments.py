@@ -131,3 +131,13 @@ def celery_outside_task():
     _state._set_task_join_will_block(False)
     yield
     _state._set_task_join_will_block(False)
+
+
+def card_on_file(customer, number: str = TEST_CARD):
+    """The portal's two steps: a SetupIntent for the card Element, then the browser comes back."""
+    from billing import payments
+
+    intent = payments.card_setup_start(customer=customer)
+    card_confirm_as_stripe_js(client_secret=intent.client_secret, number=number)
+    customer.refresh_from_db()
+    return payments.card_setup_confirm(customer=customer, setup_intent_id=intent.id)

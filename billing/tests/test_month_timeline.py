@@ -1,7 +1,8 @@
 """A whole month through the real API and the beat tasks, with the clock moved by time-machine.
 
-Signup on a trial on 10 November, calls, the trial reminder, a card on file, the trial's end,
-an upgrade, calls still waiting in Redis at midnight, then the month close on 1 December.
+Signup on a trial on 10 November, calls, the trial reminder, a card saved at the (embedded) Stripe,
+the trial's end, an upgrade, calls still waiting in Redis at midnight, then the month close on
+1 December, whose charge the card pays.
 """
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ from django.core import mail
 from rest_framework.test import APIClient
 
 from accounts.services import customer_signup
-from billing.models import Invoice, PaymentMethod
+from billing.models import Invoice, PaymentAttempt
 from billing.services import plan_change
 from billing.tasks import month_close, trials_run
 from metering.tasks import usage_flush
 from outbox.models import OutboxTask
+from tests.payments import card_on_file
 
 from .conftest import utc
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_server", "celery_outside_task")]
 
 
 def calls(raw: str, count: int) -> list[int]:
@@ -42,7 +44,7 @@ def test_a_month_with_a_trial_a_card_and_an_upgrade_closes_to_the_exact_invoice(
     time_machine.move_to(utc(2026, 11, 21, 10), tick=False)
     with run(execute=True):
         assert trials_run() == {"reminded": 1, "ended": 0}
-    PaymentMethod.objects.create(customer=customer, stripe_payment_method_id="pm_card_visa", brand="visa", last4="4242")
+    card_on_file(customer)
 
     time_machine.move_to(utc(2026, 11, 24, 9, 10), tick=False)
     with run(execute=True):
@@ -69,8 +71,9 @@ def test_a_month_with_a_trial_a_card_and_an_upgrade_closes_to_the_exact_invoice(
     with run(execute=False) as sends:
         summary = month_close.delay().get()
     assert summary == {"period": "2026-11", "created": 1, "regenerated": 0, "skipped": 0, "issued": 1}
-    for send in sends:  # the worker picks up what the close queued: email and charge
-        send()
+    with run(execute=True):  # the worker picks up what the close queued: email and charge
+        for send in sends:
+            send()
 
     invoice = Invoice.objects.get(customer=customer, period="2026-11")
     # 10-24 Nov began in the trial (15 days, free); Starter 25-26 Nov: 49 x 2/30 = 3.266..;
@@ -78,8 +81,10 @@ def test_a_month_with_a_trial_a_card_and_an_upgrade_closes_to_the_exact_invoice(
     assert [(line.kind, line.amount, line.quantity) for line in invoice.lines.all()] == [
         ("base", Decimal("0.00"), 15), ("base", Decimal("3.27"), 2), ("base", Decimal("26.53"), 4)]
     assert (invoice.total, invoice.calls, invoice.status, invoice.number) == (
-        Decimal("29.80"), 25, "open", "TB-2026-000001")
+        Decimal("29.80"), 25, "paid", "TB-2026-000001")
     assert [m.subject for m in mail.outbox] == ["Tollbooth invoice TB-2026-000001 for 2026-11: $29.80"]
-    # Charging is the Stripe worker's job: the close queued exactly one charge for this invoice.
+    # The close queued exactly one charge for this invoice, and the worker ran it on the saved card.
     charges = OutboxTask.objects.filter(task="billing.tasks.invoice_charge")
     assert [row.kwargs for row in charges] == [{"invoice_id": invoice.pk}]
+    assert [(a.amount, a.status) for a in PaymentAttempt.objects.filter(invoice=invoice)] == [
+        (Decimal("29.80"), PaymentAttempt.Status.SUCCEEDED)]

@@ -21,7 +21,7 @@ from billing.tasks import invoice_charge, invoices_dunning_run
 from metering.keyconfig import key_config_forget_local
 from tests.factories import CustomerFactory, seeded_plan
 from tests.payments import (
-    DECLINED_CHARGE_CARD, TEST_CARD, card_confirm_as_stripe_js, stripe_list, wait_until,
+    DECLINED_CHARGE_CARD, TEST_CARD, card_confirm_as_stripe_js, card_on_file, stripe_list, wait_until,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("celery_outside_task")]
@@ -30,14 +30,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.
 @pytest.fixture
 def starter_customer(stripe_server):
     return CustomerFactory(plan=seeded_plan("starter"), created_at=timezone.now() - timedelta(days=70))
-
-
-def card_on_file(customer: Customer, number: str = TEST_CARD) -> PaymentMethod:
-    """The portal's two steps: a SetupIntent for the card Element, then the browser comes back."""
-    intent = payments.card_setup_start(customer=customer)
-    card_confirm_as_stripe_js(client_secret=intent.client_secret, number=number)
-    customer.refresh_from_db()
-    return payments.card_setup_confirm(customer=customer, setup_intent_id=intent.id)
 
 
 def open_invoice(customer: Customer, total: str = "49.00") -> Invoice:
