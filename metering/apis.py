@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer,
+    OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer,
 )
 from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from plans.models import Product
 
+from .errors import error_body
 from .meter import meter_settle
 from .parsers import MAX_JSON_DEPTH, BoundedJSONParser
 from .products.errors import ProductInputError
@@ -37,9 +38,22 @@ class StrictCharField(serializers.CharField):
 
 
 class ErrorSerializer(serializers.Serializer):
-    error = serializers.CharField()
-    code = serializers.CharField()
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+    error = serializers.CharField(help_text="What went wrong, for people; may be reworded.")
+    code = serializers.CharField(help_text="What went wrong, for programs: a stable slug (see the error codes table).")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False,
+        help_text="On bad input: each field at fault and its problems.",
+    )
+    upgrade_url = serializers.URLField(required=False, help_text=(
+        "On `not_entitled` and `quota_exceeded`: the portal page where you change plan."
+    ))
+    upgrade_plan = inline_serializer("UpgradePlan", {
+        "slug": serializers.CharField(help_text="The plan's identifier."),
+        "name": serializers.CharField(help_text="The plan's name."),
+        "price": serializers.DecimalField(max_digits=12, decimal_places=2, help_text="USD per month."),
+    }, required=False, allow_null=True, help_text=(
+        "On `not_entitled` and `quota_exceeded`: the cheapest plan that allows the call, or null when none does."
+    ))
 
 
 def _header(name: str, description: str) -> OpenApiParameter:
@@ -61,11 +75,13 @@ def _errors(*codes: int) -> dict:
         400: "Bad input; `fields` names each problem.",
         401: "`API key required` or `Invalid API key` (unknown, revoked or expired).",
         402: "`Payment required`: past due beyond the grace period.",
-        403: "`Account cancelled` or `Your plan does not include this endpoint`.",
+        403: "`Account cancelled` or `Your plan does not include this endpoint` (with `upgrade_url` and "
+             "`upgrade_plan`).",
         413: "Payload too large.",
-        429: "`Rate limit exceeded`, `Monthly quota exceeded. Upgrade your plan.`, `Spend cap reached` "
-             "(the monthly ceiling you set) or `Too many invalid API keys from this address`, with Retry-After.",
-        503: "Metering unavailable (only when fail-open is turned off).",
+        429: "`Rate limit exceeded`, `Monthly quota exceeded. Upgrade your plan.` (with `upgrade_url` and "
+             "`upgrade_plan`), `Spend cap reached` (the monthly ceiling you set) or "
+             "`Too many invalid API keys from this address`, with Retry-After.",
+        503: "Usage cannot be recorded for a moment; not billed. Retry after Retry-After seconds.",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
 
@@ -73,8 +89,45 @@ def _errors(*codes: int) -> dict:
 METERED_ERRORS = (400, 401, 402, 403, 429, 503)
 
 
+def _error_example(name: str, status: int, message: str, code: str, **extra) -> OpenApiExample:
+    return OpenApiExample(name, value={**error_body(message, code), **extra}, response_only=True,
+                          status_codes=[str(status)])
+
+
+# Illustrative: the real body names the cheapest public plan of the day.
+UPGRADE_EXAMPLE = {
+    "upgrade_url": settings.SITE_URL.rstrip("/") + "/portal/billing/plan/",
+    "upgrade_plan": {"slug": "starter", "name": "Starter", "price": "49.00"},
+}
+ACCESS_ERROR_EXAMPLES = [
+    _error_example("No key", 401, "API key required", "api_key_required"),
+    _error_example("Bad key", 401, "Invalid API key", "invalid_api_key"),
+    _error_example("Unpaid invoice", 402, "Payment required", "payment_required"),
+    _error_example("Cancelled account", 403, "Account cancelled", "account_cancelled"),
+]
+METERED_ERROR_EXAMPLES = [
+    *ACCESS_ERROR_EXAMPLES,
+    _error_example("Product not in plan", 403, "Your plan does not include this endpoint", "not_entitled",
+                   **UPGRADE_EXAMPLE),
+    _error_example("Rate limit", 429, "Rate limit exceeded", "rate_limited"),
+    _error_example("Monthly quota", 429, "Monthly quota exceeded. Upgrade your plan.", "quota_exceeded",
+                   **UPGRADE_EXAMPLE),
+    _error_example("Spend cap", 429, "Spend cap reached", "spend_cap"),
+    _error_example("Try again shortly", 503, "Metering is unavailable; try again shortly", "metering_unavailable"),
+]
+
+
+def _ok_example(name: str, value: dict) -> OpenApiExample:
+    return OpenApiExample(name, value=value, response_only=True, status_codes=["200"])
+
+
+def _bad_input_example(name: str, fields: dict) -> OpenApiExample:
+    return _error_example(name, 400, "Invalid input", "invalid_input", fields=fields)
+
+
 class MeteredApi(APIView):
-    """A billed endpoint: entitlement, then one Lua call, then the usage headers."""
+    # A billed endpoint: entitlement, then the meter (limit, quota, count), then the usage headers.
+    # (A comment, not a docstring: drf-spectacular would publish a docstring.)
 
     product: str = ""
     throttle_classes = [PlanThrottle]
@@ -97,14 +150,18 @@ class MeteredApi(APIView):
 
 
 class PlaceSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    country_code = serializers.CharField()
-    country = serializers.CharField(allow_null=True)
-    admin1 = serializers.CharField(allow_null=True)
-    lat = serializers.FloatField()
-    lon = serializers.FloatField()
-    population = serializers.IntegerField()
-    timezone = serializers.CharField(allow_null=True)
+    name = serializers.CharField(help_text="The place's official name.")
+    country_code = serializers.CharField(help_text="ISO 3166-1 alpha-2 country code, e.g. `FR`.")
+    country = serializers.CharField(allow_null=True, help_text="Country name in English.")
+    admin1 = serializers.CharField(allow_null=True, help_text="GeoNames code of the region (state, province).")
+    lat = serializers.FloatField(help_text="Latitude, degrees (WGS 84).")
+    lon = serializers.FloatField(help_text="Longitude, degrees (WGS 84).")
+    population = serializers.IntegerField(help_text="Population as recorded by GeoNames.")
+    timezone = serializers.CharField(allow_null=True, help_text="IANA time zone, e.g. `Europe/Paris`.")
+
+
+PARIS = {"name": "Paris", "country_code": "FR", "country": "France", "admin1": "11", "lat": 48.85341,
+         "lon": 2.3488, "population": 2138551, "timezone": "Europe/Paris"}
 
 
 class GeocodeApi(MeteredApi):
@@ -115,16 +172,31 @@ class GeocodeApi(MeteredApi):
         q = serializers.CharField(max_length=200, trim_whitespace=True, help_text=(
             "A city name or its beginning, 1 to 200 characters; case and accents are ignored."
         ))
-        limit = serializers.IntegerField(min_value=1, max_value=20, default=5)
+        limit = serializers.IntegerField(min_value=1, max_value=20, default=5, help_text=(
+            "How many places to return at most, 1 to 20."
+        ))
 
     @extend_schema_serializer(component_name="GeocodeOutput")
     class OutputSerializer(serializers.Serializer):
-        query = serializers.CharField()
-        results = PlaceSerializer(many=True)
+        query = serializers.CharField(help_text="The `q` you sent, trimmed.")
+        results = PlaceSerializer(many=True, help_text="Matching places, best first; empty when none match.")
 
     @extend_schema(
-        operation_id="geocode", parameters=[InputSerializer, *METERED_HEADERS],
+        operation_id="geocode", summary="Find places by name", tags=["Geocoding"],
+        description=(
+            "Cities and towns by name. An exact name (or a known alternate, `Bombay` finds Mumbai) comes first, "
+            "then names that start with `q`; within each, the most populous first. Case and accents are ignored: "
+            "`sao paulo` finds São Paulo. A call that finds nothing answers 200 with empty `results` and is billed."
+        ),
+        parameters=[InputSerializer, *METERED_HEADERS],
         responses={200: OutputSerializer, **_errors(*METERED_ERRORS)},
+        examples=[
+            _ok_example("Paris", {"query": "Paris", "results": [PARIS, {
+                "name": "Parys", "country_code": "ZA", "country": "South Africa", "admin1": "03", "lat": -26.9033,
+                "lon": 27.45727, "population": 71319, "timezone": "Africa/Johannesburg"}]}),
+            _bad_input_example("Missing q", {"q": ["This field is required."]}),
+            *METERED_ERROR_EXAMPLES,
+        ],
     )
     def get(self, request):
         data = _valid(self.InputSerializer, request.query_params)
@@ -137,19 +209,33 @@ class ReverseGeocodeApi(MeteredApi):
 
     @extend_schema_serializer(component_name="ReverseGeocodeInput")
     class InputSerializer(serializers.Serializer):
-        lat = serializers.FloatField(min_value=-90, max_value=90)
-        lon = serializers.FloatField(min_value=-180, max_value=180)
-        limit = serializers.IntegerField(min_value=1, max_value=20, default=1)
+        lat = serializers.FloatField(min_value=-90, max_value=90, help_text="Latitude, degrees, -90 to 90.")
+        lon = serializers.FloatField(min_value=-180, max_value=180, help_text="Longitude, degrees, -180 to 180.")
+        limit = serializers.IntegerField(min_value=1, max_value=20, default=1, help_text=(
+            "How many places to return, nearest first, 1 to 20."
+        ))
 
     @extend_schema_serializer(component_name="ReverseGeocodeOutput")
     class OutputSerializer(serializers.Serializer):
-        results = inline_serializer(
-            "ReversePlace", {**PlaceSerializer().fields, "distance_km": serializers.FloatField()}, many=True
-        )
+        results = inline_serializer("ReversePlace", {
+            **PlaceSerializer().fields,
+            "distance_km": serializers.FloatField(help_text="Great-circle distance from your point, km, to 0.1."),
+        }, many=True, help_text="The nearest places, nearest first.")
 
     @extend_schema(
-        operation_id="geocode_reverse", parameters=[InputSerializer, *METERED_HEADERS],
+        operation_id="geocode_reverse", summary="Find the places nearest to a point", tags=["Geocoding"],
+        description=(
+            "The cities and towns nearest to `lat`, `lon`, nearest first, with their great-circle distance."
+        ),
+        parameters=[InputSerializer, *METERED_HEADERS],
         responses={200: OutputSerializer, **_errors(*METERED_ERRORS)},
+        examples=[
+            _ok_example("Central Paris", {"results": [{
+                **PARIS, "name": "Paris 04 Hôtel-de-Ville", "lat": 48.8601, "lon": 2.3507, "population": 27332,
+                "distance_km": 0.4}]}),
+            _bad_input_example("Latitude out of range", {"lat": ["Ensure this value is less than or equal to 90."]}),
+            *METERED_ERROR_EXAMPLES,
+        ],
     )
     def get(self, request):
         data = _valid(self.InputSerializer, request.query_params)
@@ -192,16 +278,41 @@ class TextAnalyzeApi(MeteredApi):
             "pos": _proportion("positive"), "neu": _proportion("neutral"), "neg": _proportion("negative"),
         })
         counts = inline_serializer("TextCounts", {
-            "characters": serializers.IntegerField(), "words": serializers.IntegerField(),
-            "sentences": serializers.IntegerField(),
+            "characters": serializers.IntegerField(help_text="Unicode code points."),
+            "words": serializers.IntegerField(help_text="Words, split on spaces and punctuation."),
+            "sentences": serializers.IntegerField(help_text="Sentences (at least 1)."),
         })
-        keywords = inline_serializer(
-            "Keyword", {"word": serializers.CharField(), "count": serializers.IntegerField()}, many=True
-        )
+        keywords = inline_serializer("Keyword", {
+            "word": serializers.CharField(help_text="A word of 3 letters or more, lower-cased."),
+            "count": serializers.IntegerField(help_text="How often it occurs."),
+        }, many=True, help_text="Up to 10 most frequent words, common words (the, and, is…) left out.")
 
     @extend_schema(
-        operation_id="text_analyze", request=InputSerializer, parameters=METERED_HEADERS,
+        operation_id="text_analyze", summary="Analyze a text's sentiment, counts and keywords", tags=["Text"],
+        description=(
+            "Send JSON `{\"text\": \"…\"}`. The answer says whether the text reads positive, negative or "
+            "neutral (`sentiment.label`) and how strongly (`sentiment.score`, -1 to 1), counts its characters, "
+            "words and sentences, and lists its most frequent words. Sentiment is tuned for English sentences "
+            "and short posts (reviews, messages, comments); it understands negation (`not good`), emphasis "
+            "(`GREAT!!!`) and emoji."
+        ),
+        request=InputSerializer, parameters=METERED_HEADERS,
         responses={200: OutputSerializer, **_errors(*METERED_ERRORS, 413)},
+        examples=[
+            OpenApiExample("A product review", request_only=True, value={
+                "text": "The new release is fast and the docs are great. Support never answered, though.",
+            }),
+            _ok_example("A product review", {
+                "sentiment": {"label": "positive", "score": 0.7783, "compound": 0.7783, "pos": 0.362, "neu": 0.638,
+                              "neg": 0.0},
+                "counts": {"characters": 79, "words": 14, "sentences": 2},
+                "keywords": [{"word": "answered", "count": 1}, {"word": "docs", "count": 1},
+                             {"word": "fast", "count": 1}, {"word": "great", "count": 1}],
+            }),
+            _bad_input_example("Missing text", {"text": ["This field is required."]}),
+            _error_example("Body too large", 413, "Request body too large", "payload_too_large"),
+            *METERED_ERROR_EXAMPLES,
+        ],
     )
     def post(self, request):
         if not isinstance(request.data, dict):
@@ -225,23 +336,46 @@ class ImageAnalyzeApi(MeteredApi):
 
     @extend_schema_serializer(component_name="ImageAnalyzeOutput")
     class OutputSerializer(serializers.Serializer):
-        format = serializers.CharField()
-        width = serializers.IntegerField()
-        height = serializers.IntegerField()
-        mode = serializers.CharField()
-        megapixels = serializers.FloatField()
-        animated = serializers.BooleanField()
+        format = serializers.CharField(help_text="`JPEG`, `PNG`, `GIF`, `WEBP`, `BMP`, `TIFF` or `AVIF`.")
+        width = serializers.IntegerField(help_text="Pixels.")
+        height = serializers.IntegerField(help_text="Pixels.")
+        mode = serializers.CharField(help_text="Pixel format, e.g. `RGB`, `RGBA`, `L` (greyscale), `P` (palette).")
+        megapixels = serializers.FloatField(help_text="width × height / 1,000,000, to two decimals.")
+        animated = serializers.BooleanField(help_text="True when the file holds more than one frame.")
         frames = serializers.IntegerField(help_text=(
             f"Frames (TIFF: pages), counted up to {MAX_FRAMES:,}: {MAX_FRAMES:,} means that many or more."
         ))
-        dominant_colors = inline_serializer(
-            "DominantColor", {"hex": serializers.CharField(), "share": serializers.FloatField()}, many=True
-        )
-        exif = serializers.DictField()
+        dominant_colors = inline_serializer("DominantColor", {
+            "hex": serializers.CharField(help_text="Colour as `#rrggbb`."),
+            "share": serializers.FloatField(help_text="Part of the image in this colour, 0 to 1."),
+        }, many=True, help_text="The main colours, largest share first.")
+        exif = serializers.DictField(help_text=(
+            "Camera metadata found in the file (`make`, `model`, `datetime_original`, `orientation`, …); "
+            "only the keys present, `{}` when none."
+        ))
 
     @extend_schema(
-        operation_id="image_analyze", request={"multipart/form-data": InputSerializer},
+        operation_id="image_analyze", summary="Describe an image: format, size, colours and EXIF", tags=["Image"],
+        description=(
+            "Upload the file as `multipart/form-data` in the field `image`. The answer gives its format, size, "
+            "pixel format, frame count, main colours and basic camera metadata. The file is read, not stored."
+        ),
+        request={"multipart/form-data": InputSerializer},
         parameters=METERED_HEADERS, responses={200: OutputSerializer, **_errors(*METERED_ERRORS, 413)},
+        examples=[
+            _ok_example("A photo", {
+                "format": "JPEG", "width": 1200, "height": 800, "mode": "RGB", "megapixels": 0.96,
+                "animated": False, "frames": 1,
+                "dominant_colors": [{"hex": "#1e5ac8", "share": 0.625}, {"hex": "#eff0ea", "share": 0.375}],
+                "exif": {"make": "Canon", "model": "Canon EOS R6", "orientation": 1},
+            }),
+            _error_example("Not an image", 400, "Not a valid image in a supported format (JPEG, PNG, GIF, WebP, "
+                           "BMP, TIFF, AVIF).", "invalid_image", fields={"image": [
+                               "Not a valid image in a supported format (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF)."]}),
+            _error_example("Too large", 413, "Image larger than 10 MB", "image_too_large",
+                           fields={"image": ["Image larger than 10 MB"]}),
+            *METERED_ERROR_EXAMPLES,
+        ],
     )
     def post(self, request):
         # Refuse an oversized upload before Django spools it to disk.
@@ -257,8 +391,9 @@ class ImageAnalyzeApi(MeteredApi):
 
 
 class UsageApi(APIView):
-    """The caller's own usage this period (as GitHub's /rate_limit): not billed, outside the plan's
-    rate limit, but limited on its own (USAGE_API_PER_MINUTE per customer)."""
+    # The caller's own usage this period (as GitHub's /rate_limit): not billed, outside the plan's
+    # rate limit, but limited on its own (USAGE_API_PER_MINUTE per customer). A comment, not a
+    # docstring: drf-spectacular would publish a docstring.
 
     throttle_classes = [UsageReadThrottle]
 
@@ -267,19 +402,39 @@ class UsageApi(APIView):
 
     @extend_schema_serializer(component_name="UsageOutput")
     class OutputSerializer(serializers.Serializer):
-        period = serializers.CharField(help_text="YYYY-MM, UTC")
-        plan = serializers.CharField()
-        calls = serializers.IntegerField()
-        included = serializers.IntegerField()
-        remaining = serializers.IntegerField()
-        overage_calls = serializers.IntegerField()
+        period = serializers.CharField(help_text="The month, `YYYY-MM`, UTC.")
+        plan = serializers.CharField(help_text="Your plan's name.")
+        calls = serializers.IntegerField(help_text="Billed calls this month, all keys and products together.")
+        included = serializers.IntegerField(help_text="Calls your plan includes each month.")
+        remaining = serializers.IntegerField(help_text="Included calls left this month.")
+        overage_calls = serializers.IntegerField(help_text="Calls beyond the included ones (0 on a hard-capped plan).")
         overage_amount = serializers.DecimalField(
-            max_digits=12, decimal_places=2, help_text="Overage so far this period, USD (before tax)."
+            max_digits=12, decimal_places=2, help_text="Overage so far this month, USD (before tax)."
         )
-        rate_limit_per_minute = serializers.IntegerField()
-        by_product = serializers.DictField(child=serializers.IntegerField())
+        rate_limit_per_minute = serializers.IntegerField(help_text="Calls allowed in any 60 seconds.")
+        by_product = serializers.DictField(child=serializers.IntegerField(), help_text=(
+            "Billed calls this month per product: `geocode`, `text`, `image`."
+        ))
 
-    @extend_schema(operation_id="usage", responses={200: OutputSerializer, **_errors(401, 402, 403, 429)})
+    @extend_schema(
+        operation_id="usage", summary="Your usage this month", tags=["Account"],
+        description=(
+            "This month's billed calls, what your plan includes and the overage so far: the same numbers as "
+            "the portal and your invoice. Free, and outside your plan's rate limit; it has its own limit of "
+            f"{settings.USAGE_API_PER_MINUTE} calls a minute (then 429 `rate_limited`). Counts are current "
+            "to within a few seconds."
+        ),
+        responses={200: OutputSerializer, **_errors(401, 402, 403, 429)},
+        examples=[
+            _ok_example("Mid-month on Starter", {
+                "period": "2026-11", "plan": "Starter", "calls": 51500, "included": 50000, "remaining": 0,
+                "overage_calls": 1500, "overage_amount": "1.50", "rate_limit_per_minute": 100,
+                "by_product": {"geocode": 40210, "text": 9870, "image": 1420},
+            }),
+            *ACCESS_ERROR_EXAMPLES,
+            _error_example("Rate limit", 429, "Rate limit exceeded", "rate_limited"),
+        ],
+    )
     def get(self, request):
         config = request.auth
         summary = usage_summary(customer_id=config.customer_id, day=timezone.now().date(), cached=True)

@@ -54,7 +54,8 @@ def _body_for(exc: exceptions.APIException, data) -> dict:
         return error_body("Invalid input", "invalid_input", fields)
     detail = exc.detail
     code = getattr(detail, "code", None) or exc.default_code
-    return error_body(str(detail), str(code))
+    # Refusals a plan change would lift add where to upgrade (upgrade_url, upgrade_plan).
+    return {**error_body(str(detail), str(code)), **getattr(exc, "extra", {})}
 
 
 def json_not_found(request, exception=None):

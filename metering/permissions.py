@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.urls import reverse
 from rest_framework import exceptions, status
 from rest_framework.permissions import BasePermission
+
+from plans.selectors import plan_cheapest_allowing
 
 from .authentication import InvalidApiKey
 from .keyconfig import Access, KeyConfig
@@ -27,6 +32,25 @@ class NotEntitled(exceptions.PermissionDenied):
     default_detail = "Your plan does not include this endpoint"
     default_code = "not_entitled"
 
+    def __init__(self, *, product: str):
+        super().__init__()
+        self.extra = upgrade_fields(product=product)
+
+
+def upgrade_fields(*, product: str, more_calls_than: int | None = None) -> dict:
+    """Where to go from a refusal that a plan change would lift: the portal's plan change page
+    and the cheapest public plan that allows the call (None when no public plan does).
+
+    Read from the in-process copy of the public plans: a flood of refusals runs no query each.
+    """
+    try:
+        offer = plan_cheapest_allowing(product=product, more_calls_than=more_calls_than)
+    except (OperationalError, InterfaceError):  # Postgres down: the refusal stands, without a suggestion
+        offer = None
+    plan = None if offer is None else {"slug": offer.slug, "name": offer.name, "price": str(offer.price)}
+    # The page is linked by its URL name, not imported: billing sits above metering.
+    return {"upgrade_url": settings.SITE_URL.rstrip("/") + reverse("billing-plan"), "upgrade_plan": plan}
+
 
 def access_check(config: KeyConfig | None, product: str | None) -> KeyConfig:
     """Raise the error a caller with this config gets, or return the config."""
@@ -37,7 +61,7 @@ def access_check(config: KeyConfig | None, product: str | None) -> KeyConfig:
     if config.access == Access.PAYMENT_REQUIRED or config.payment_overdue():
         raise PaymentRequired()
     if product is not None and product not in config.entitlements:
-        raise NotEntitled()
+        raise NotEntitled(product=product)
     return config
 
 

@@ -7,7 +7,7 @@ from rest_framework.throttling import BaseThrottle
 from accounts.ratelimit import Attempt, attempt_count
 
 from .meter import MeteringUnavailable, Outcome, meter_call
-from .permissions import access_check
+from .permissions import access_check, upgrade_fields
 
 
 class RateLimited(exceptions.Throttled):
@@ -23,6 +23,10 @@ class QuotaExceeded(RateLimited):
     default_detail = "Monthly quota exceeded. Upgrade your plan."
     default_code = "quota_exceeded"
 
+    def __init__(self, wait: float | None, *, product: str, included_calls: int):
+        super().__init__(wait=wait)
+        self.extra = upgrade_fields(product=product, more_calls_than=included_calls)
+
 
 class SpendCapReached(RateLimited):
     default_detail = "Spend cap reached"
@@ -37,7 +41,6 @@ class ServiceUnavailable(exceptions.APIException):
 
 REFUSALS = {
     Outcome.RATE_LIMITED: RateLimited,
-    Outcome.QUOTA_EXCEEDED: QuotaExceeded,
     Outcome.SPEND_CAP: SpendCapReached,
 }
 
@@ -47,7 +50,10 @@ def throttled_error(request, wait: float | None) -> exceptions.APIException:
     refusal = getattr(request, "meter_refusal", None)
     if refusal is not None:
         return refusal
-    return REFUSALS.get(request.meter.outcome, RateLimited)(wait=wait)
+    result = request.meter
+    if result.outcome == Outcome.QUOTA_EXCEEDED:
+        return QuotaExceeded(wait=wait, product=result.product, included_calls=result.config.included_calls)
+    return REFUSALS.get(result.outcome, RateLimited)(wait=wait)
 
 
 class PlanThrottle(BaseThrottle):

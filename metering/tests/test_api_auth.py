@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -98,7 +99,8 @@ def test_past_due_serves_at_free_limits_during_grace_then_needs_payment(
     response = call(api_key.raw)
     assert response.status_code == 200
     assert response["X-RateLimit-Limit"] == str(free.rate_per_minute)
-    assert_error(call(api_key.raw, "/v1/image/analyze"), 403, "Your plan does not include this endpoint", "not_entitled")
+    refused = call(api_key.raw, "/v1/image/analyze").json()
+    assert (refused["code"], refused["upgrade_plan"]["slug"]) == ("not_entitled", "starter")
     time_machine.move_to(timezone.now() + timedelta(days=settings.BILLING_GRACE_DAYS, seconds=5))
     assert_error(call(api_key.raw), 402, "Payment required", "payment_required")
 
@@ -107,7 +109,12 @@ def test_a_plan_without_the_product_is_refused_before_counting(free_plan):
     customer = CustomerFactory(plan=free_plan)
     raw = api_key_issue(customer=customer, name="k").raw
     response = APIClient().post("/v1/image/analyze", HTTP_X_API_KEY=raw)
-    assert_error(response, 403, "Your plan does not include this endpoint", "not_entitled")
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": "Your plan does not include this endpoint", "code": "not_entitled",
+        "upgrade_url": settings.SITE_URL.rstrip("/") + "/portal/billing/plan/",
+        "upgrade_plan": {"slug": "starter", "name": "Starter", "price": "49.00"},
+    }
     assert "X-RateLimit-Limit" not in response
     usage = APIClient().get("/v1/usage", HTTP_X_API_KEY=raw).json()
     assert usage["calls"] == 0

@@ -55,7 +55,9 @@ def test_the_free_plan_stops_at_its_included_calls(free_customer, free_plan, tim
     assert [APIClient().get("/v1/geocode?q=Oslo", HTTP_X_API_KEY=raw).status_code for _ in range(2)] == [200, 200]
     response = APIClient().get("/v1/geocode?q=Oslo", HTTP_X_API_KEY=raw)
     assert response.status_code == 429
-    assert response.json() == {"error": "Monthly quota exceeded. Upgrade your plan.", "code": "quota_exceeded"}
+    body = response.json()
+    assert (body["error"], body["code"]) == ("Monthly quota exceeded. Upgrade your plan.", "quota_exceeded")
+    assert body["upgrade_plan"]["slug"] == "starter"
     assert response["X-Quota-Remaining"] == "0"
     assert int(response["Retry-After"]) > 0
 
