@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
-from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UsernameField
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, PasswordResetForm, UsernameField
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.forms.utils import ErrorDict
 
 from plans.models import Plan
 from plans.selectors import plans_public
+
+from .login_guard import ACCOUNT_SCOPE, LOGIN_WINDOW_SECONDS, account_ident
+from .ratelimit import attempt_count, attempt_peek
 
 User = get_user_model()
 # Usernames are the lowercased email, so an email longer than the username column
@@ -114,4 +118,69 @@ class EmailAuthenticationForm(RateLimitedFormMixin, AuthenticationForm):
 
 
 class RateLimitedPasswordResetForm(RateLimitedFormMixin, PasswordResetForm):
+    pass
+
+
+def password_confirm(*, user, password: str) -> None:
+    """Check a signed-in user's current password. Wrong answers count against the same
+    per-account budget as failed sign-ins, so a borrowed session cannot guess it at leisure."""
+    ident = account_ident(user.get_username())
+    limit = settings.LOGIN_FAILURES_PER_15_MIN_PER_ACCOUNT
+    if attempt_peek(scope=ACCOUNT_SCOPE, ident=ident, limit=limit).limited:
+        raise ValidationError("Too many wrong passwords for this account. Please try again later.",
+                              code="rate_limited")
+    if not user.check_password(password):
+        attempt_count(scope=ACCOUNT_SCOPE, ident=ident, limit=limit, window_seconds=LOGIN_WINDOW_SECONDS)
+        raise ValidationError("That is not your current password.", code="password_incorrect")
+
+
+class PasswordConfirmedForm(forms.Form):
+    """A form that asks for the current password before a change that matters."""
+
+    password = forms.CharField(
+        label="Current password", strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        self.user = user
+        super().__init__(*args, **kwargs)
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        password_confirm(user=self.user, password=password)
+        return password
+
+
+class GuardedPasswordChangeForm(PasswordChangeForm):
+    """Django's password change, its old-password check counted like a failed sign-in."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # It shares a page with other forms: no focus jump past them on load.
+        self.fields["old_password"].widget.attrs.pop("autofocus", None)
+        self.fields["old_password"].label = "Current password"
+
+    def clean_old_password(self) -> str:
+        password = self.cleaned_data["old_password"]
+        password_confirm(user=self.user, password=password)
+        return password
+
+
+class EmailChangeForm(PasswordConfirmedForm):
+    email = forms.EmailField(
+        label="New email", max_length=EMAIL_MAX_LENGTH,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    field_order = ["email", "password"]
+
+    def clean_email(self) -> str:
+        email = User.objects.normalize_email(self.cleaned_data["email"])
+        taken = User.objects.filter(Q(email__iexact=email) | Q(username=email.lower())).exclude(pk=self.user.pk)
+        if taken.exists():
+            raise ValidationError("An account with this email already exists.", code="taken")
+        return email
+
+
+class AccountDeleteForm(PasswordConfirmedForm):
     pass

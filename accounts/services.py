@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -136,3 +137,24 @@ def api_key_verify(*, raw: str) -> ApiKey | None:
     if key is None or not key.is_active():
         return None
     return key
+
+
+@transaction.atomic
+def user_email_change(*, user: AbstractBaseUser, email: str) -> AbstractBaseUser:
+    """The sign-in name is the lowercased email, so both change together."""
+    user_model = get_user_model()
+    email = user_model.objects.normalize_email(email).strip()
+    taken = user_model.objects.filter(email__iexact=email) | user_model.objects.filter(username=email.lower())
+    if taken.exclude(pk=user.pk).exists():
+        raise ValidationError({"email": "An account with this email already exists."})
+    user.email, user.username = email, email.lower()
+    user.save(update_fields=["email", "username"])
+    return user
+
+
+@transaction.atomic
+def user_deactivate(*, user: AbstractBaseUser) -> AbstractBaseUser:
+    """No more sign-ins; the user row stays so the customer's invoices keep their owner."""
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    return user

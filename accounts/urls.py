@@ -7,7 +7,7 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("signup/welcome/", views.signup_welcome, name="signup-welcome"),
     path("login/", views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
     # Django's reset flow; these names are the ones its views reverse.
     path("password-reset/", views.PasswordResetView.as_view(), name="password_reset"),
     path(

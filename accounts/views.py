@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -150,3 +151,14 @@ class PasswordResetView(RateLimitedPostMixin, auth_views.PasswordResetView):
         # Links use the configured site URL, not the request's Host header: a forged Host
         # must never end up in a reset link (the classic reset-poisoning attack).
         return {"site_url": settings.SITE_URL.rstrip("/")}
+
+
+class LogoutView(auth_views.LogoutView):
+    """Django's logout (a POST), then a word on the next page that it worked."""
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        was_signed_in = request.user.is_authenticated
+        response = super().post(request, *args, **kwargs)
+        if was_signed_in:
+            messages.info(request, "You are logged out.")
+        return response

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.validators import slug_re
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -19,6 +20,7 @@ import outbox
 from accounts.forms import add_service_errors
 from accounts.models import Customer
 from accounts.selectors import customer_for_user
+from plans.selectors import plans_public
 
 from . import gateway, payments
 from .forms import PlanChangeForm
@@ -117,7 +119,11 @@ def plan_change(request: HttpRequest, customer: Customer) -> HttpResponse:
     """Two steps: pick a plan, then confirm with its prorated effect on this month shown."""
     from .services import plan_change as plan_change_service
 
-    form = PlanChangeForm(request.POST or None, customer=customer, initial={"plan": customer.plan_id})
+    # The pricing page's "Switch to <plan>" links here with ?plan=<slug>: that plan comes preselected.
+    requested = request.GET.get("plan", "")[:50]
+    offered = plans_public().filter(slug=requested).first() if slug_re.match(requested) else None
+    initial = {"plan": offered.pk if offered else customer.plan_id}
+    form = PlanChangeForm(request.POST or None, customer=customer, initial=initial)
     if request.method == "POST" and form.is_valid():
         plan = form.cleaned_data["plan"]
         if form.cleaned_data["confirm"]:

@@ -74,6 +74,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "dashboard.context_processors.portal",
             ],
         },
     },
@@ -143,12 +144,15 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tollbooth API",
-    "DESCRIPTION": (
-        "Metered geocoding, text analysis and image analysis. Authenticate with "
-        "`Authorization: Bearer <key>` or `X-API-Key: <key>`. Every metered response carries "
-        "`X-RateLimit-*` and `X-Quota-*` headers; errors are `{\"error\", \"code\"}`."
-    ),
+    # The full description (limits, billing, the error codes table) and each operation's code
+    # samples are written by metering.schema.public_docs_hook, with links built from SITE_URL.
+    "DESCRIPTION": "Geocoding, text analysis and image analysis over HTTPS, billed per successful call.",
     "VERSION": "1.0.0",
+    "EXTERNAL_DOCS": {"description": "Customer portal: keys, usage, plans", "url": SITE_URL.rstrip("/") + "/portal/"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "metering.schema.public_docs_hook",
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI served from our own static files: self-hosted installs need no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -6,17 +6,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Sum
+from django.db.models import Max, Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey, Customer
 from accounts.selectors import api_keys_for_customer
-from billing.models import Invoice
+from billing.models import Invoice, PaymentMethod
 from billing.selectors import InvoiceDraft, invoice_compute
 from metering import connection
-from metering.models import UsageRecord
+from metering.models import UsageFlush, UsageRecord
 from metering.selectors import month_bounds, usage_redis_read
 from plans.models import Plan, Product
+from plans.selectors import PlanOffer, plan_cheapest_allowing
 
 CENT = Decimal("0.01")
 
@@ -26,20 +27,52 @@ class KeyRow:
     key: ApiKey
     status: str  # active | expiring | expired | revoked
     expires_at: datetime | None
+    calls: int = 0  # the flushed count plus what Redis still holds for the key
+    last_used_at: datetime | None = None
+    used_since_flush: bool = False  # calls not flushed yet: the key was used within the last minute
+    replaced_by: str = ""  # a rotated key: the name of the key that took its place
 
 
-def key_row(key: ApiKey, now: datetime) -> KeyRow:
+def key_row(key: ApiKey, now: datetime, unflushed: int = 0) -> KeyRow:
+    successor = getattr(key, "rotated_to", None)
+    extra = {"calls": key.call_count + unflushed, "last_used_at": key.last_used_at,
+             "used_since_flush": unflushed > 0, "replaced_by": successor.name if successor else ""}
     if key.revoked_at is not None:
-        return KeyRow(key=key, status="revoked", expires_at=None)
+        return KeyRow(key=key, status="revoked", expires_at=None, **extra)
     if key.expires_at is None:
-        return KeyRow(key=key, status="active", expires_at=None)
+        return KeyRow(key=key, status="active", expires_at=None, **extra)
     # A rotated key's grace period ends at expires_at; the nightly task then stamps revoked_at.
-    return KeyRow(key=key, status="expiring" if key.expires_at > now else "expired", expires_at=key.expires_at)
+    status = "expiring" if key.expires_at > now else "expired"
+    return KeyRow(key=key, status=status, expires_at=key.expires_at, **extra)
 
 
-def key_rows(*, customer: Customer) -> list[KeyRow]:
+@dataclass(frozen=True)
+class KeyTable:
+    rows: list[KeyRow]
+    live: bool  # False when Redis could not be read: counts as of the last flush
+    flushed_at: datetime | None  # the customer's last applied flush
+
+    @property
+    def current(self) -> list[KeyRow]:
+        return [row for row in self.rows if row.status != "revoked"]
+
+    @property
+    def revoked(self) -> list[KeyRow]:
+        return [row for row in self.rows if row.status == "revoked"]
+
+
+def key_table(*, customer: Customer) -> KeyTable:
+    """Every key with its calls live to the second: what the minute flush has written to the key
+    plus the calls Redis still holds for it (one round trip, read before Postgres)."""
     now = timezone.now()
-    return [key_row(key, now) for key in api_keys_for_customer(customer=customer)]
+    unflushed = _redis_unflushed(customer.pk, now.date())
+    per_key: dict[int | None, int] = defaultdict(int)
+    for (key_id, _product, _day), calls in (unflushed or {}).items():
+        per_key[key_id] += calls
+    keys = api_keys_for_customer(customer=customer).select_related("rotated_to")
+    flushed_at = UsageFlush.objects.filter(customer=customer).aggregate(at=Max("created_at"))["at"]
+    rows = [key_row(key, now, per_key.get(key.pk, 0)) for key in keys]
+    return KeyTable(rows=rows, live=unflushed is not None, flushed_at=flushed_at)
 
 
 def usage_projection(*, calls: int, start: datetime, now: datetime, end: datetime) -> int:
@@ -231,3 +264,49 @@ def _key_usage(customer: Customer, by_key: dict[int | None, int]) -> tuple[KeyUs
 def invoices_recent(*, customer: Customer, limit: int = 6) -> list[Invoice]:
     return list(Invoice.objects.filter(customer=customer).exclude(status=Invoice.Status.DRAFT)
                 .order_by("-period", "-pk")[:limit])
+
+
+@dataclass(frozen=True)
+class TrialNotice:
+    """What a customer in a trial is told on every portal page."""
+
+    ends_at: datetime
+    plan_name: str
+    has_card: bool
+    fallback_plan_name: str  # where the customer goes without a card (the default plan)
+
+    @property
+    def text(self) -> str:
+        when = f"{self.ends_at:%-d %B %Y}"
+        if self.has_card:
+            return f"Your {self.plan_name} trial ends on {when}. Your card is on file, so you stay on {self.plan_name}."
+        return (f"Your {self.plan_name} trial ends on {when}. Add a card to stay on {self.plan_name}; "
+                f"without one you move to the {self.fallback_plan_name} plan.")
+
+
+def trial_notice(*, customer: Customer) -> TrialNotice | None:
+    """Mirrors billing.services.trial_end: a card keeps the plan, else the default plan."""
+    if customer.status != Customer.Status.TRIAL or customer.trial_ends_at is None:
+        return None
+    fallback = Plan.objects.filter(is_default=True).first()
+    return TrialNotice(
+        ends_at=customer.trial_ends_at, plan_name=customer.plan.name,
+        has_card=PaymentMethod.objects.filter(customer=customer).exists(),
+        fallback_plan_name=fallback.name if fallback else customer.plan.name,
+    )
+
+
+@dataclass(frozen=True)
+class LockedProduct:
+    slug: str
+    name: str
+    cheapest_plan: PlanOffer | None  # the cheapest public plan that includes it
+
+
+def products_locked(*, plan: Plan) -> list[LockedProduct]:
+    """Products the customer's plan does not include, each with the cheapest plan that does
+    (the same suggestion the API's 403 answer makes)."""
+    return [
+        LockedProduct(slug=slug, name=name, cheapest_plan=plan_cheapest_allowing(product=slug))
+        for slug, name in Product.choices if not plan.allows(slug)
+    ]

@@ -4,15 +4,18 @@ here: an issued invoice never changes, and which side is right is staff's call."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone as dt_timezone
+from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.models import Customer
+from accounts.services import user_deactivate
 from billing.models import Invoice, InvoiceLine, PaymentAttempt
+from billing.services import customer_cancel
 from metering import connection
 from metering.models import UsageRecord
 from metering.selectors import month_bounds, usage_redis_read
@@ -74,8 +77,19 @@ def _redis_drifts(first: date, end: date, customer_ids: list[int]) -> list[Drift
     return drifts
 
 
+def _billable_totals(first: date, end: date) -> dict[int, int]:
+    """Calls as the invoice counts them: days inside the customer's trial are free (the rule of
+    selectors.first_billable_day, which billing applies)."""
+    last_trial_day = TruncDate(ExpressionWrapper(F("customer__trial_ends_at") - timedelta(microseconds=1),
+                                                 output_field=DateTimeField()), tzinfo=dt_timezone.utc)
+    billable = (Q(customer__trial_ends_at__isnull=True) | Q(customer__trial_ends_at__lte=F("customer__created_at"))
+                | Q(day__gt=last_trial_day))
+    rows = UsageRecord.objects.filter(day__gte=first, day__lt=end).filter(billable)
+    return dict(rows.values_list("customer_id").annotate(n=Sum("calls")).order_by())
+
+
 def _invoice_drifts(period: str, first: date, end: date) -> list[Drift]:
-    totals = _usage_totals(first, end)
+    totals = _billable_totals(first, end)
     invoices = (Invoice.objects.filter(period=period).exclude(status=Invoice.Status.VOID).select_related("plan")
                 .annotate(overage=Sum("lines__amount", filter=Q(lines__kind=InvoiceLine.Kind.OVERAGE))))
     drifts = []
@@ -138,3 +152,18 @@ def _any_of(drifts: list[Drift]) -> Q:
     for drift in drifts:
         q |= Q(customer_id=drift.customer_id, source=drift.source)
     return q
+
+
+@dataclass(frozen=True)
+class ClosedAccount:
+    customer: Customer
+    final_invoice: Invoice | None
+
+
+def account_close(*, customer: Customer) -> ClosedAccount:
+    """Cancel the subscription (billing issues the final invoice and keeps every invoice), then
+    turn the login off. Billing comes first: if it refuses, the customer can still sign in."""
+    invoice = customer_cancel(customer=customer)
+    user_deactivate(user=customer.owner)
+    customer.refresh_from_db()
+    return ClosedAccount(customer=customer, final_invoice=invoice)

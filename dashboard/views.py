@@ -20,7 +20,7 @@ from plans.models import Product
 
 from .forms import ApiKeyCreateForm, ApiKeyRotateForm
 from .charts import Chart, Series
-from .selectors import invoices_recent, key_rows, portal_usage
+from .selectors import invoices_recent, key_table, portal_usage, products_locked
 
 CustomerView = Callable[..., HttpResponse]
 
@@ -53,6 +53,7 @@ def portal(request: HttpRequest, customer: Customer) -> HttpResponse:
         "customer": customer,
         "usage": usage,
         "invoices": invoices_recent(customer=customer),
+        "locked_products": products_locked(plan=customer.plan),
         "active_keys": sum(1 for row in usage.per_key if row.key_id is not None and row.active),
         "daily_chart": Chart(
             title=f"Calls per day, {usage.period}", kind="bar",
@@ -97,9 +98,11 @@ def _show_new_key(request: HttpRequest, issued, message: str) -> HttpResponse:
 
 
 def _keys_page(request: HttpRequest, customer: Customer, form: ApiKeyCreateForm) -> HttpResponse:
+    table = key_table(customer=customer)
     context = {
         "customer": customer,
-        "rows": key_rows(customer=customer),
+        "rows": table.rows,
+        "table": table,
         "form": form,
         "active_keys": customer.api_keys.active().count(),
         "max_keys": settings.MAX_ACTIVE_KEYS,

@@ -186,3 +186,12 @@ def test_coming_back_with_a_declined_card_shows_why_and_saves_nothing(stripe_ser
     assert not PaymentMethod.objects.exists()
     bad = client.get("/portal/billing/card/done/?setup_intent=<script>", follow=True)
     assert "The card was not saved. Please try again." in bad.content.decode()
+
+
+def test_a_switch_link_from_the_pricing_page_preselects_its_plan(customer):
+    pro = seeded_plan("pro")
+
+    response = signed_in(customer).get("/portal/billing/plan/?plan=pro")
+
+    assert response.status_code == 200 and response.context["form"].initial["plan"] == pro.pk
+    assert signed_in(customer).get("/portal/billing/plan/?plan=%00x").context["form"].initial["plan"] == customer.plan_id

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
+import time_machine
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
@@ -191,3 +192,55 @@ def test_a_post_with_no_fields_is_a_form_error(signed_in, api_key, name):
 
     assert response.status_code == 200 and response.context["form"].errors
     assert ApiKey.objects.count() == 1
+
+
+def _geocode(raw: str, times: int) -> None:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    for _ in range(times):
+        assert client.get("/v1/geocode?q=Paris", HTTP_X_API_KEY=raw).status_code == 200
+
+
+def test_calls_and_last_use_are_live_before_the_minute_flush(signed_in, api_key):
+    ApiKey.objects.filter(pk=api_key.key.pk).update(call_count=100, last_used_at=timezone.now() - timedelta(hours=3))
+    _geocode(api_key.raw, 2)
+
+    response = signed_in.get(reverse("portal-keys"))
+
+    row = response.context["table"].rows[0]
+    assert (row.calls, row.used_since_flush) == (102, True)
+    html = response.content.decode()
+    assert "Calls and last use are live." in html and "in the last minute" in html and ">102<" in html
+
+
+def test_calls_are_labelled_with_their_age_when_redis_cannot_be_read(signed_in, api_key, customer):
+    from metering import connection
+    from metering.models import UsageFlush
+
+    UsageFlush.objects.create(flush_id="f-1", customer=customer, calls=5, created_at=timezone.now() - timedelta(minutes=2))
+    connection.redis_mark_down()
+
+    html = signed_in.get(reverse("portal-keys")).content.decode()
+
+    assert "Calls and last use as of 2\xa0minutes ago" in html
+
+
+def test_a_rotated_key_is_named_as_replaced_with_its_expiry(signed_in, api_key):
+    with time_machine.travel(datetime(2026, 12, 1, 9, 30, tzinfo=dt_timezone.utc), tick=False):
+        signed_in.post(reverse("portal-key-rotate", args=[api_key.key.pk]), {"grace_days": "2"})
+        html = signed_in.get(reverse("portal-keys")).content.decode()
+
+    old_row = html.split(f'data-key-id="{api_key.key.pk}"')[1].split("</tr>")[0]
+    assert "Replaced — expires 3 Dec, 09:30 UTC" in old_row
+
+
+def test_revoked_keys_sit_behind_a_toggle(signed_in, customer):
+    api_key_issue(customer=customer, name="live one")
+    api_key_revoke(key=api_key_issue(customer=customer, name="old one").key)
+
+    html = signed_in.get(reverse("portal-keys")).content.decode()
+
+    visible, hidden = html.split('<details class="revoked-keys" id="revoked-keys">')
+    assert "live one" in visible and "old one" not in visible
+    assert "<summary>Revoked keys (1)</summary>" in hidden and "old one" in hidden

@@ -86,3 +86,29 @@ def test_unit_price_keeps_exactly_the_significant_digits():
     assert unit_price(Decimal("0.001000")) == "0.001"
     assert unit_price(Decimal("0.000500")) == "0.0005"
     assert unit_price(Decimal("0E-6")) == "0"
+
+
+def _signed_in_cards(client, plan_slug: str, status: str = "active") -> dict[str, str]:
+    from tests.factories import CustomerFactory
+
+    customer = CustomerFactory(plan=Plan.objects.get(slug=plan_slug), status=status)
+    client.force_login(customer.owner)
+    html = client.get(reverse("pricing")).content.decode()
+    parts = re.split(r'<article class="plan-card[^"]*" data-plan="([\w-]+)">', html)
+    return {slug: body.split("</article>")[0] for slug, body in zip(parts[1::2], parts[2::2])}
+
+
+def test_a_signed_in_customer_sees_its_plan_marked_and_switch_links_for_the_others(client, plans):
+    cards = _signed_in_cards(client, "starter")
+
+    assert "Current plan" in cards["starter"] and "Switch to" not in cards["starter"]
+    for slug, name in (("free", "Free"), ("pro", "Professional"), ("enterprise", "Enterprise")):
+        assert f'href="{reverse("billing-plan")}?plan={slug}">Switch to {name}</a>' in cards[slug]
+    assert all(reverse("signup") not in card for card in cards.values())
+
+
+def test_a_cancelled_customer_is_offered_no_switch(client, plans):
+    cards = _signed_in_cards(client, "pro", status="cancelled")
+
+    assert "Current plan" in cards["pro"]
+    assert not any("Switch to" in card for card in cards.values())
