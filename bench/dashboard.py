@@ -257,9 +257,6 @@ def main() -> None:
     measure("staff dashboard", staff, "/dashboard/", 500, 25)
     measure("customer portal", owner, "/portal/", 150, None)
     measure("customers CSV", staff, "/dashboard/customers.csv", 2000, None)
-    _with_day_index()
-    measure_cold(staff)
-    measure("staff dashboard", staff, "/dashboard/", 500, 25)
     _drop_database()
 
 
@@ -273,19 +270,6 @@ def _drop_database() -> None:
     url = urlsplit(os.environ["DATABASE_URL"])
     with psycopg.connect(url._replace(path="/postgres").geturl(), autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-
-
-def _with_day_index() -> None:
-    """UsageRecord is indexed by (customer, day) only, so reading yesterday and today scans the
-    table. This measures the page again with an index on day alone (not in the schema yet)."""
-    from django.db import connection
-
-    from metering.models import UsageRecord
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"CREATE INDEX bench_usagerecord_day ON {UsageRecord._meta.db_table} (day)")
-        cursor.execute(f"ANALYZE {UsageRecord._meta.db_table}")
-    print("-- with an index on UsageRecord(day):")
 
 
 if __name__ == "__main__":

@@ -3,25 +3,33 @@ from django.contrib import admin
 from .models import UsageFlush, UsageLimits, UsageRecord
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Usage is money and only the flush writes it: staff may look, never add, edit or delete."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = ("customer", "api_key", "product", "day", "calls", "updated_at")
     list_filter = ("product", "day")
     search_fields = ("customer__company",)
     list_select_related = ("customer", "api_key")
     date_hierarchy = "day"
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False  # usage is money: only the flush writes it
-
 
 @admin.register(UsageFlush)
-class UsageFlushAdmin(admin.ModelAdmin):
+class UsageFlushAdmin(ReadOnlyAdmin):
     list_display = ("flush_id", "customer", "calls", "created_at")
     list_select_related = ("customer",)
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    search_fields = ("flush_id", "customer__company")
 
 
 @admin.register(UsageLimits)

@@ -23,7 +23,8 @@ class UsageRecord(models.Model):
                 fields=["customer", "api_key", "product", "day"], name="one_usage_row", nulls_distinct=False
             ),
         ]
-        indexes = [models.Index(fields=["customer", "day"])]
+        # (day) serves the staff dashboard's "yesterday and today, all customers" read.
+        indexes = [models.Index(fields=["customer", "day"]), models.Index(fields=["day"], name="usage_day")]
 
     def __str__(self) -> str:
         return f"{self.customer_id} {self.day} {self.product}: {self.calls}"
@@ -38,6 +39,7 @@ class UsageFlush(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name_plural = "usage flushes"
         indexes = [models.Index(fields=["created_at"])]
 
 

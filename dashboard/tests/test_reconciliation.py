@@ -11,7 +11,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django_redis import get_redis_connection
 
-from billing.models import InvoiceLine, PaymentAttempt
+from billing.models import Invoice, InvoiceLine, PaymentAttempt
+from billing.services import invoice_generate
 from dashboard.models import ReconciliationIssue
 from dashboard.services import reconciliation_run
 from dashboard.tasks import usage_reconcile_nightly
@@ -97,6 +98,22 @@ def test_a_closed_period_compares_invoice_calls_the_overage_line_and_the_charge(
         Source.INVOICE_OVERAGE: (old_customer.pk, Decimal("10.00"), Decimal("5.00"), invoice.pk),
         Source.STRIPE: (old_customer.pk, Decimal("54.00"), Decimal("45.00"), invoice.pk),
     }
+
+
+def test_calls_made_during_a_trial_are_left_out_of_the_invoice_comparison_as_billing_leaves_them_out(starter_plan):
+    trial = CustomerFactory(plan=starter_plan, created_at=datetime(2026, 9, 28, 9, 0, tzinfo=dt_timezone.utc),
+                            trial_ends_at=datetime(2026, 10, 12, 9, 0, tzinfo=dt_timezone.utc))
+    for day, calls in ((date(2026, 10, 1), 700), (date(2026, 10, 12), 300), (date(2026, 10, 13), 4_000)):
+        UsageRecordFactory(customer=trial, day=day, calls=calls)
+    with time_machine.travel(NOW, tick=False):
+        invoice = invoice_generate(customer=trial, period="2026-10")
+        assert invoice.calls == 4_000  # 1 and 12 October began inside the trial
+        assert reconciliation_run(period="2026-10").drifts == ()
+        InvoiceLine.objects.filter(invoice=invoice).delete()
+        Invoice.objects.filter(pk=invoice.pk).update(calls=5_000)
+        drifts = reconciliation_run(period="2026-10").drifts
+
+    assert [(d.source, d.expected, d.found) for d in drifts] == [(Source.INVOICE_CALLS, Decimal("4000"), Decimal("5000"))]
 
 
 def test_an_open_period_does_not_compare_invoices(old_customer):
