@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import math
-from functools import wraps
-from typing import Callable
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.validators import slug_re
 from django.http import Http404, HttpRequest, HttpResponse
@@ -17,9 +14,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 import outbox
+from accounts.decorators import customer_required
 from accounts.forms import add_service_errors
 from accounts.models import Customer
-from accounts.selectors import customer_for_user
 from plans.selectors import plans_public
 
 from . import gateway, payments
@@ -27,22 +24,6 @@ from .forms import PlanChangeForm
 from .gateway import BillingError
 from .models import Invoice, PaymentMethod
 from .selectors import invoices_for_customer, plan_change_preview
-
-CustomerView = Callable[..., HttpResponse]
-
-
-def customer_required(view: CustomerView) -> CustomerView:
-    """Signed in and owning a customer; passes it on (the portal's rule, kept in this layer)."""
-
-    @login_required
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        customer = customer_for_user(request.user)
-        if customer is None:
-            return render(request, "dashboard/no_customer.html")
-        return view(request, customer, *args, **kwargs)
-
-    return wrapper
 
 
 def _trial_days_left(customer: Customer) -> int | None:

@@ -12,12 +12,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from accounts.decorators import customer_required
 from accounts.forms import AccountDeleteForm, EmailChangeForm, GuardedPasswordChangeForm, add_service_errors
 from accounts.models import Customer
 from accounts.services import user_email_change
 
 from .services import account_close
-from .views import customer_required
 
 
 def _account_page(request: HttpRequest, customer: Customer, *, email_form=None, password_form=None,

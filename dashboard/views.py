@@ -1,42 +1,23 @@
 from __future__ import annotations
 
-from functools import wraps
-from typing import Callable
-
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from accounts.decorators import customer_required
 from accounts.forms import add_service_errors
 from accounts.models import ApiKey, Customer
 from accounts.reveal import reveal_render, reveal_stash
-from accounts.selectors import api_key_for_customer, customer_for_user
+from accounts.selectors import api_key_for_customer
 from accounts.services import api_key_issue, api_key_revoke, api_key_rotate
 from plans.models import Product
 
 from .forms import ApiKeyCreateForm, ApiKeyRotateForm
 from .charts import Chart, Series
 from .selectors import invoices_recent, key_table, portal_usage, products_locked
-
-CustomerView = Callable[..., HttpResponse]
-
-
-def customer_required(view: CustomerView) -> CustomerView:
-    """Signed in and owning a customer; passes it on. Staff without one get a friendly page."""
-
-    @login_required
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        customer = customer_for_user(request.user)
-        if customer is None:
-            return render(request, "dashboard/no_customer.html")
-        return view(request, customer, *args, **kwargs)
-
-    return wrapper
 
 
 def _own_key(customer: Customer, key_id: int) -> ApiKey:

@@ -1,20 +1,16 @@
 """/portal/settings/: alerts, spend cap, webhook endpoint and its delivery log."""
 from __future__ import annotations
 
-from functools import wraps
-from typing import Callable
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.decorators import customer_required
 from accounts.forms import add_service_errors
 from accounts.models import Customer
-from accounts.selectors import customer_for_user
 
 from .forms import NotificationSettingsForm, WebhookEndpointForm
 from .models import NotificationSettings
@@ -26,19 +22,6 @@ from .services import (
 
 # The session remembers only which endpoint's secret to show once, never the secret itself.
 REVEAL_SESSION_KEY = "webhook_secret_reveal"
-CustomerView = Callable[..., HttpResponse]
-
-
-def customer_required(view: CustomerView) -> CustomerView:
-    @login_required
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        customer = customer_for_user(request.user)
-        if customer is None:
-            return render(request, "dashboard/no_customer.html")
-        return view(request, customer, *args, **kwargs)
-
-    return wrapper
 
 
 @require_http_methods(["GET", "POST"])
