@@ -39,6 +39,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _process_stop(process: subprocess.Popen | None) -> None:
+    """TERM, then KILL after 15 s: a service we started never outlives the command."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class EmbeddedPostgres:
     def __init__(self, root: Path) -> None:
         self.pgdata = root / "pgdata"
@@ -111,14 +123,7 @@ class EmbeddedRedis:
         raise RuntimeError("redis-server did not start within 15 s")
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        _process_stop(self.process)
         self.process = None
 
 
@@ -194,14 +199,7 @@ class EmbeddedStripe:
         raise RuntimeError("localstripe did not start within 20 s")
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        _process_stop(self.process)
         self.process = None
 
 

@@ -76,3 +76,19 @@ def celery_join_flag_kept():
     before = _state.task_join_will_block()
     yield
     _state._set_task_join_will_block(before)
+
+
+@pytest.fixture
+def redis_commands(monkeypatch) -> list:
+    """The name of every command this process sends to Redis from now on (the hot-path budget)."""
+    import redis
+
+    sent: list = []
+    original = redis.connection.AbstractConnection.send_command
+
+    def counting(self, *args, **kwargs):
+        sent.append(args[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", counting)
+    return sent

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient, APIRequestFactory
@@ -19,19 +18,6 @@ from tests.factories import CustomerFactory
 pytestmark = pytest.mark.django_db
 
 GEOCODE = "/v1/geocode?q=Oslo"
-
-
-@pytest.fixture
-def redis_commands(monkeypatch):
-    sent: list = []
-    original = redis.connection.AbstractConnection.send_command
-
-    def counting(self, *args, **kwargs):
-        sent.append(args[0])
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", counting)
-    return sent
 
 
 def get(raw: str, path: str = GEOCODE, address: str = "203.0.113.7"):

@@ -3,7 +3,6 @@ meter script with no SQL."""
 from __future__ import annotations
 
 import pytest
-import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -119,21 +118,14 @@ def test_with_redis_down_a_threshold_is_crossed_from_the_postgres_count(
 
 
 def test_limits_keep_the_hot_path_at_no_sql_and_one_redis_command(
-    customer, client_with_key, monkeypatch, django_capture_on_commit_callbacks
+    customer, client_with_key, redis_commands, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         usage_limits_set(customer_id=customer.pk, alert_at_calls=[1000], call_ceiling=5000)
     client_with_key.get(GEOCODE)  # warms the key cache and loads the script
-    sent: list = []
-    original = redis.connection.AbstractConnection.send_command
-
-    def counting(self, *args, **kwargs):
-        sent.append(args[0])
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", counting)
+    redis_commands.clear()
     with CaptureQueriesContext(connection) as queries:
         response = client_with_key.get(GEOCODE)
     assert response.status_code == 200
     assert len(queries) == 0, [q["sql"] for q in queries]
-    assert sent == ["EVALSHA"]
+    assert redis_commands == ["EVALSHA"]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -107,21 +106,14 @@ def test_a_call_answered_with_5xx_is_not_billed(client_with_key, customer, mode)
     assert sum(r.calls for r in UsageRecord.objects.filter(customer=customer)) == 1
 
 
-def test_a_metered_call_in_steady_state_costs_no_sql_and_one_redis_command(client_with_key, monkeypatch):
+def test_a_metered_call_in_steady_state_costs_no_sql_and_one_redis_command(client_with_key, redis_commands):
     client_with_key.get("/v1/geocode?q=Oslo")  # warms the key cache and loads the script
-    sent: list = []
-    original = redis.connection.AbstractConnection.send_command
-
-    def counting(self, *args, **kwargs):
-        sent.append(args[0])
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", counting)
+    redis_commands.clear()
     with CaptureQueriesContext(connection) as queries:
         response = client_with_key.get("/v1/geocode?q=Oslo")
     assert response.status_code == 200
     assert len(queries) == 0, [q["sql"] for q in queries]
-    assert sent == ["EVALSHA"]
+    assert redis_commands == ["EVALSHA"]
 
 
 def _today():

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -97,21 +96,14 @@ def test_switching_the_cap_to_alert_only_lifts_the_stop(django_capture_on_commit
 
 
 @pytest.mark.django_db
-def test_alerts_and_a_hard_stop_cap_keep_a_call_at_no_sql_and_one_redis_command(customer, client_with_key, monkeypatch, django_capture_on_commit_callbacks):
+def test_alerts_and_a_hard_stop_cap_keep_a_call_at_no_sql_and_one_redis_command(customer, client_with_key, redis_commands, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         notification_settings_update(customer=customer, alerts_enabled=True, thresholds=[50, 80, 100], spend_cap=Decimal("500"), cap_mode="stop")
     client_with_key.get(GEOCODE)  # warms the key cache and loads the script
-    sent: list = []
-    original = redis.connection.AbstractConnection.send_command
-
-    def counting(self, *args, **kwargs):
-        sent.append(args[0])
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", counting)
+    redis_commands.clear()
     with CaptureQueriesContext(connection) as queries:
         response = client_with_key.get(GEOCODE)
 
     assert response.status_code == 200
     assert [q["sql"] for q in queries] == []
-    assert sent == ["EVALSHA"]
+    assert redis_commands == ["EVALSHA"]
