@@ -24,6 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.core.exceptions import ValidationError
 
 from plans.models import Plan
+from plans.pricing import overage_amount, overage_calls
 
 CENT = Decimal("0.01")
 UNIT = Decimal("0.000001")
@@ -183,13 +184,14 @@ def _base_line(run: list[_Day], plan: Plan, days_in_month: int) -> DraftLine:
 
 
 def _overage_line(plan: Plan, calls: int, start: date, end: date) -> DraftLine | None:
-    extra = calls - plan.included_calls
-    if plan.hard_cap or extra <= 0 or plan.overage_price <= 0:
+    extra = overage_calls(calls=calls, included_calls=plan.included_calls, hard_cap=plan.hard_cap)
+    if extra <= 0 or plan.overage_price <= 0:
         return None
     return DraftLine(
         kind="overage",
         description=f"{plan.name} overage: {extra:,} calls beyond {plan.included_calls:,} included",
-        quantity=Decimal(extra), unit_price=plan.overage_price, amount=money(plan.overage_price * extra),
+        quantity=Decimal(extra), unit_price=plan.overage_price,
+        amount=overage_amount(calls=extra, unit_price=plan.overage_price),
         plan=plan, starts_on=start, ends_on=end,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone as dt_timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.db.models import Max, Sum
 from django.utils import timezone
@@ -17,9 +17,9 @@ from metering import connection
 from metering.models import UsageFlush, UsageRecord
 from metering.selectors import month_bounds, usage_redis_read
 from plans.models import Plan, Product
+from plans.pricing import overage_amount as pricing_overage_amount, overage_calls
 from plans.selectors import PlanOffer, plan_cheapest_allowing
 
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,8 @@ def usage_projection(*, calls: int, start: datetime, now: datetime, end: datetim
 def overage_amount(*, plan: Plan, calls: int) -> Decimal:
     """Calls beyond the included ones at the plan's overage price, half-up to cents (DESIGN §6);
     hard-capped plans never bill overage."""
-    if plan.hard_cap or not plan.overage_price or calls <= plan.included_calls:
-        return Decimal("0.00")
-    extra = max(calls - plan.included_calls, 0)
-    return (extra * plan.overage_price).quantize(CENT, rounding=ROUND_HALF_UP)
+    extra = overage_calls(calls=calls, included_calls=plan.included_calls, hard_cap=plan.hard_cap)
+    return pricing_overage_amount(calls=extra, unit_price=plan.overage_price)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The metered /v1 API: one APIView per operation, thin, over the product analyzers."""
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.conf import settings
 from django.utils import timezone
@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from plans.models import Product
+from plans.pricing import overage_amount, overage_calls
 
 from .errors import error_body
 from .meter import meter_settle
@@ -438,15 +439,15 @@ class UsageApi(APIView):
     def get(self, request):
         config = request.auth
         summary = usage_summary(customer_id=config.customer_id, day=timezone.now().date(), cached=True)
-        overage_calls = 0 if config.hard_cap else max(0, summary.calls - config.included_calls)
+        extra = overage_calls(calls=summary.calls, included_calls=config.included_calls, hard_cap=config.hard_cap)
         return Response({
             "period": summary.period,
             "plan": config.plan_name,
             "calls": summary.calls,
             "included": config.included_calls,
             "remaining": max(0, config.included_calls - summary.calls),
-            "overage_calls": overage_calls,
-            "overage_amount": str(overage_amount(calls=overage_calls, unit_price=Decimal(config.overage_price))),
+            "overage_calls": extra,
+            "overage_amount": str(overage_amount(calls=extra, unit_price=Decimal(config.overage_price))),
             "rate_limit_per_minute": config.rate_per_minute,
             "by_product": summary.by_product,
         })
@@ -462,11 +463,6 @@ def _content_length(request) -> int:
 def _image_too_large() -> ProductInputError:
     limit = settings.IMAGE_MAX_BYTES / 1_048_576
     return ProductInputError(f"Image larger than {limit:g} MB", code="image_too_large", status=413, field="image")
-
-
-def overage_amount(*, calls: int, unit_price: Decimal) -> Decimal:
-    """Money is Decimal end to end; invoice lines round half-up to cents (DESIGN §3)."""
-    return (unit_price * calls).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 def _valid(serializer_class, data) -> dict:
