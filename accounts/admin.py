@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ApiKey, Customer
+from .models import ApiKey, Customer, TrialClaim
 from .services import api_key_revoke
 
 
@@ -22,10 +22,33 @@ class CustomerAdmin(admin.ModelAdmin):
     list_display = ("company", "email", "plan", "status", "trial_ends_at", "created_at")
     list_filter = ("status", "plan")
     search_fields = ("company", "owner__email")
-    list_select_related = ("owner", "plan")
+    list_select_related = ("owner", "plan", "terms")
     raw_id_fields = ("owner",)
     readonly_fields = ("config_version",)
     inlines = [ApiKeyInline]
+    # Writing Customer.plan would skip the plan history, the terms and the email of a plan change:
+    # billing's admin (which sits above) turns the field back on and saves it through plan_change.
+    plan_editable = False
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if obj is None or self.plan_editable else (*fields, "plan")
+
+
+@admin.register(TrialClaim)
+class TrialClaimAdmin(admin.ModelAdmin):
+    """Who took a free trial, by mailbox (hashed) or card; written by signups and billing only."""
+
+    list_display = ("kind", "value", "customer", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("customer__company", "customer__owner__email", "value")
+    list_select_related = ("customer",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.action(description="Revoke selected keys")

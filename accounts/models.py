@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from plans.models import Plan
+from plans.models import Plan, Terms
+from plans.services import terms_current
 
 from .keyformat import key_mask
 
@@ -20,8 +24,15 @@ class Customer(models.Model):
     owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="customer")
     company = models.CharField(max_length=100)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="customers")
+    # The terms in force now (the API's limits) and the terms taken at signup (the first run of
+    # every invoice). Both are snapshots: editing the plan changes neither (DESIGN §6).
+    terms = models.ForeignKey(Terms, on_delete=models.PROTECT, related_name="+", null=True, editable=False)
+    signup_terms = models.ForeignKey(Terms, on_delete=models.PROTECT, related_name="+", null=True, editable=False)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     trial_ends_at = models.DateTimeField(null=True, blank=True)
+    # When the trial began: signup, or a later move from Free to a paid plan (billing's
+    # plan_change). Empty on rows written before it existed: their trial began at created_at.
+    trial_started_at = models.DateTimeField(null=True, blank=True)
     past_due_since = models.DateTimeField(null=True, blank=True)
     stripe_customer_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -35,9 +46,38 @@ class Customer(models.Model):
     def __str__(self) -> str:
         return self.company
 
+    def save(self, *args, **kwargs):
+        # A customer always has terms. A plan set without them (a fixture, a shell) takes the
+        # plan's current terms; billing's plan_change records its own before saving.
+        if self.plan_id is not None and (self.terms_id is None or self._terms_plan_id() != self.plan_id):
+            self.terms = terms_current(plan=self.plan)
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "terms"}
+        if self.signup_terms_id is None and self.terms_id is not None:
+            self.signup_terms_id = self.terms_id
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "signup_terms"}
+        super().save(*args, **kwargs)
+
+    def _terms_plan_id(self) -> int | None:
+        cached = self._state.fields_cache.get("terms")
+        if cached is not None and cached.pk == self.terms_id:
+            return cached.plan_id
+        return Terms.objects.filter(pk=self.terms_id).values_list("plan_id", flat=True).first()
+
     @property
     def email(self) -> str:
         return self.owner.email
+
+    def trial_window(self) -> tuple[datetime, datetime] | None:
+        """[start, end) of the customer's trial, or None if it never had one.
+
+        It starts at signup, or later when a Free customer moves to a paid plan with no card
+        (billing's plan_change); rows from before trial_started_at existed began at created_at."""
+        if self.trial_ends_at is None:
+            return None
+        start = self.trial_started_at or self.created_at
+        return (start, self.trial_ends_at) if self.trial_ends_at > start else None
 
 
 class ApiKeyQuerySet(models.QuerySet):
@@ -79,3 +119,57 @@ class ApiKey(models.Model):
     def is_active(self, now=None) -> bool:
         now = now or timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+# Mailbox providers that ignore dots in the local part, and the domain each one stands for:
+# Gmail delivers a.da@gmail.com and ada@googlemail.com to the same inbox.
+DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def email_canonical(email: str) -> str:
+    """The one mailbox an address reaches, for "one trial per person" (DESIGN §6).
+
+    - case never matters (Ada@Example.com is ada@example.com);
+    - a `+tag` is dropped on every domain (ada+test@example.com is ada@example.com): the
+      common providers (Gmail, Outlook, Fastmail, iCloud, Proton) all deliver tags to the
+      untagged mailbox, and a domain that does not cannot be told apart from outside;
+    - dots in the local part are dropped only for DOTLESS_DOMAINS (gmail.com and
+      googlemail.com, both written as gmail.com): elsewhere a.da and ada may be two people.
+    """
+    local, _, domain = email.strip().lower().rpartition("@")
+    if not local:
+        return email.strip().lower()
+    local = local.split("+", 1)[0] or local
+    if domain in DOTLESS_DOMAINS:
+        local, domain = local.replace(".", "") or local, DOTLESS_DOMAINS[domain]
+    return f"{local}@{domain}"
+
+
+class TrialClaim(models.Model):
+    """A free trial taken: by one mailbox, or by one card (Stripe's fingerprint of its number).
+
+    Kept when the account that took it is deleted (customer becomes empty), so a new account
+    for the same person is still refused a second trial. Emails are stored as the SHA-256 of
+    their canonical form: the claim remembers a person without keeping a deleted address.
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email"
+        CARD = "card", "Card"
+
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    # email: sha256 of email_canonical(address); card: the card's fingerprint.
+    value = models.CharField(max_length=64)
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="trial_claims")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="one_trial_per_email_or_card")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} claim {self.value[:12]}… by {self.customer_id or 'a deleted account'}"
+
+    @staticmethod
+    def email_value(email: str) -> str:
+        return hashlib.sha256(email_canonical(email).encode()).hexdigest()

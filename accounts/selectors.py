@@ -1,8 +1,12 @@
 """Reads of customers and their API keys."""
 from __future__ import annotations
 
+import math
+from datetime import datetime, timezone as dt_timezone
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import F, QuerySet
+from django.utils import timezone
 
 from .models import ApiKey, Customer
 
@@ -28,3 +32,21 @@ def api_key_for_customer(*, customer: Customer, key_id: int) -> ApiKey | None:
     if not 0 < key_id <= BIGINT_MAX:
         return None  # a URL can hold any digits; Postgres would raise on an out-of-range id
     return ApiKey.objects.select_related("customer__plan").filter(pk=key_id, customer=customer).first()
+
+
+def trial_days_left(customer: Customer, *, now: datetime | None = None) -> int | None:
+    """Days of the trial left, counted as a person counts them; None outside a trial.
+
+    Whole days of 24 hours, rounded up: a trial that ends in 13 days 23 hours has 14 left, one
+    that ends in 5 hours, tomorrow, has 1. On the day it ends (UTC) it has 0, which pages print
+    as "ends today" (accounts/templatetags/trial.py); a trial past its end, until the hourly
+    trials run moves the customer on, has 0 too. A trial lasts its days left at its start:
+    `trial_days_left(customer, now=customer.trial_window()[0])` is 14 for a 14-day trial.
+    """
+    ends_at = customer.trial_ends_at
+    if customer.status != Customer.Status.TRIAL or ends_at is None:
+        return None
+    now = now or timezone.now()
+    if ends_at.astimezone(dt_timezone.utc).date() <= now.astimezone(dt_timezone.utc).date():
+        return 0
+    return math.ceil((ends_at - now).total_seconds() / 86400)

@@ -8,7 +8,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 import outbox
@@ -16,7 +17,7 @@ from plans.models import Plan
 
 from .events import api_key_rotated
 from .keyformat import key_generate, key_hash, key_is_well_formed
-from .models import ApiKey, Customer
+from .models import ApiKey, Customer, TrialClaim
 from .text import single_line
 
 MAX_GRACE_DAYS = 7
@@ -34,10 +35,20 @@ class IssuedKey:
 class Signup:
     customer: Customer
     issued: IssuedKey
+    # The person asked for a plan with a trial but had one already: the account starts on the
+    # default plan instead (see customer_signup).
+    trial_used_before: bool = False
 
 
 @transaction.atomic
 def customer_signup(*, email: str, company: str, password: str, plan: Plan) -> Signup:
+    """Create the user, the customer and its first key.
+
+    A plan with a trial starts it when the person never had one (trial_claim). Someone who had
+    one (another account of the same mailbox, even a deleted one) starts on the default plan,
+    active, and moves to the paid plan once a card is on file: with no trial and no card, a paid
+    plan's calls would have nothing to charge them to, which a new account must not get.
+    """
     user_model = get_user_model()
     email = user_model.objects.normalize_email(email).strip()
     company = single_line(company)
@@ -47,20 +58,61 @@ def customer_signup(*, email: str, company: str, password: str, plan: Plan) -> S
         raise ValidationError({"email": "An account with this email already exists."})
     user = user_model.objects.create_user(username=email.lower(), email=email, password=password)
     now = timezone.now()
+    claim = trial_claim(customer=None, email=email) if plan.has_trial else None
+    held = plan if claim or not plan.has_trial else (Plan.objects.filter(is_default=True).first() or plan)
     customer = Customer.objects.create(
         owner=user,
         company=company,
-        plan=plan,
-        status=Customer.Status.TRIAL if plan.has_trial else Customer.Status.ACTIVE,
-        trial_ends_at=now + timedelta(days=plan.trial_days) if plan.has_trial else None,
+        plan=held,
+        status=Customer.Status.TRIAL if claim else Customer.Status.ACTIVE,
+        trial_started_at=now if claim else None,
+        trial_ends_at=now + timedelta(days=plan.trial_days) if claim else None,
         created_at=now,
     )
+    if claim:
+        claim.customer = customer
+        claim.save(update_fields=["customer"])
     issued = api_key_issue(customer=customer, name="Default key")
     from .tasks import welcome_email_send
 
     # Through the outbox: a broker outage must not fail a signup that already committed.
     outbox.enqueue(welcome_email_send, customer_id=customer.pk)
-    return Signup(customer=customer, issued=issued)
+    return Signup(customer=customer, issued=issued, trial_used_before=plan.has_trial and claim is None)
+
+
+def trial_taken(*, customer: Customer) -> bool:
+    """Has this person had a free trial: on this account, or on any account of its mailbox?"""
+    if customer.trial_ends_at is not None:
+        return True
+    mailbox = Q(kind=TrialClaim.Kind.EMAIL, value=TrialClaim.email_value(customer.email))
+    return TrialClaim.objects.filter(Q(customer=customer) | mailbox).exists()
+
+
+def trial_claim(*, customer: Customer | None, email: str) -> TrialClaim | None:
+    """Take the mailbox's one trial; None when it was taken before (by any account, ever).
+
+    The unique (kind, value) row decides: of two signups racing for one mailbox, one inserts
+    and the other waits for its commit and is refused.
+    """
+    try:
+        with transaction.atomic():  # a savepoint: a refused insert leaves the caller's work intact
+            return TrialClaim.objects.create(
+                kind=TrialClaim.Kind.EMAIL, value=TrialClaim.email_value(email), customer=customer,
+            )
+    except IntegrityError:
+        return None
+
+
+def trial_card_claim(*, customer: Customer, fingerprint: str) -> TrialClaim:
+    """The trial claim on a card: the account that first had a trial with it, else now `customer`."""
+    try:
+        with transaction.atomic():
+            claim, _ = TrialClaim.objects.get_or_create(
+                kind=TrialClaim.Kind.CARD, value=fingerprint, defaults={"customer": customer},
+            )
+            return claim
+    except IntegrityError:  # inserted by a concurrent save of the same card
+        return TrialClaim.objects.get(kind=TrialClaim.Kind.CARD, value=fingerprint)
 
 
 @transaction.atomic

@@ -20,6 +20,17 @@ def key_rotated_email_send(*, key_id: int) -> None:
     outbox.run_once(key=f"key-rotated-email:{key_id}", work=lambda: send(key_id=key_id))
 
 
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def terms_notice_email_send(*, customer_id: int, old_terms_id: int, new_terms_id: int, starts_at: str) -> None:
+    from .emails import terms_notice_email_send as send
+
+    outbox.run_once(
+        key=f"terms-notice-email:{customer_id}:{new_terms_id}:{starts_at}",
+        work=lambda: send(customer_id=customer_id, old_terms_id=old_terms_id, new_terms_id=new_terms_id,
+                          starts_at=starts_at),
+    )
+
+
 @shared_task
 def api_keys_expire() -> int:
     """Stamp revoked_at on keys whose rotation grace period ended, so lists read simply."""

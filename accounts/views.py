@@ -84,6 +84,11 @@ def _signup_complete(request: HttpRequest, form: SignupForm) -> HttpResponse | N
         form.add_error("email", "An account with this email already exists. Log in instead?")
         return None
     login(request, result.customer.owner)
+    if result.trial_used_before:
+        messages.info(request, (
+            f"You have had a free trial with us before, so your account starts on the "
+            f"{result.customer.plan.name} plan. Add a card on the billing page, then switch to {data['plan'].name}."
+        ))
     response = redirect("signup-welcome")
     reveal_stash(request, response, raw=result.issued.raw, name=result.issued.key.name)
     return response

@@ -56,7 +56,7 @@ def _load(period: str) -> None:
     from django.db import connection, transaction
 
     from accounts.models import Customer
-    from billing.calculations import day_start, period_bounds
+    from core.periods import day_start, period_bounds
     from billing.models import PlanChange
     from plans.models import Plan
 
@@ -120,7 +120,7 @@ class QueryCounter:
 def measure(period: str) -> None:
     from django.db import connection, transaction
 
-    from billing import services, tasks
+    from billing import invoicing, tasks
     from billing.models import Invoice, InvoiceLine
 
     per_batch: dict[str, list[tuple[int, int]]] = {"generate": [], "issue": []}
@@ -150,17 +150,17 @@ def measure(period: str) -> None:
                 phases[name] = time.perf_counter() - began
         return wrapper
 
-    services_generate, services_issue = services.invoices_generate_batch, services.invoices_issue_batch
-    services.invoices_generate_batch = counted("generate", services_generate)
-    services.invoices_issue_batch = counted("issue", services_issue)
-    tasks._usage_flush_all = timed("flush", tasks._usage_flush_all)
+    invoicing_generate, invoicing_issue = invoicing.invoices_generate_batch, invoicing.invoices_issue_batch
+    invoicing.invoices_generate_batch = counted("generate", invoicing_generate)
+    invoicing.invoices_issue_batch = counted("issue", invoicing_issue)
+    tasks.usage_flush_all = timed("flush", tasks.usage_flush_all)
     tasks.invoices_generate_all = timed("generate", tasks.invoices_generate_all)
     tasks.invoices_issue_all = timed("issue", tasks.invoices_issue_all)
     tasks.MONTH_CLOSE_BATCH = BATCH
     began = time.perf_counter()
     summary = tasks.month_close.run(period=period)
     seconds = time.perf_counter() - began
-    services.invoices_generate_batch, services.invoices_issue_batch = services_generate, services_issue
+    invoicing.invoices_generate_batch, invoicing.invoices_issue_batch = invoicing_generate, invoicing_issue
     total = sum(Invoice.objects.filter(period=period).values_list("total", flat=True))
     print(f"month close {period}: {summary}")
     print(f"  {seconds:.1f} s for {CUSTOMERS:,} customers ({Invoice.objects.filter(period=period).count():,} invoices,"

@@ -37,7 +37,18 @@ def _copy(connection, table: str, columns: tuple[str, ...], rows) -> None:
                 copy.write_row(row)
 
 
-def _customers(plans: dict, now: datetime) -> list:
+def _change_of(n: int, plan, status: str, plans: dict) -> tuple | None:
+    """About one plan change per customer: (plan before, reason), or None for a steady customer."""
+    if status == "cancelled":
+        return plan, "cancelled"
+    if n % 4 == 0 and plan.slug != "free":
+        return (plans["starter"] if plan.slug != "starter" else plans["free"]), "customer"  # an upgrade
+    if n % 4 == 1 and plan.slug in ("starter", "pro"):
+        return plans["enterprise"], "customer"  # a downgrade
+    return None
+
+
+def _customers(plans: dict, terms: dict, now: datetime) -> list:
     from django.contrib.auth import get_user_model
 
     from accounts.models import Customer
@@ -61,25 +72,24 @@ def _customers(plans: dict, now: datetime) -> list:
         elif n % 20 == 7:
             status = Customer.Status.CANCELLED
         plan = plans["free"] if n % 9 == 4 else paid[n % 3]
+        change = _change_of(n, plan, status, plans)
+        first = change[0] if change else plan
+        # bulk_create skips Customer.save(): the terms snapshots are set here.
         rows.append(Customer(owner=user, company=f"Dash {n}", plan=plan, status=status, trial_ends_at=trial_ends,
-                             created_at=created))
+                             created_at=created, terms=terms[plan.pk], signup_terms=terms[first.pk]))
     return Customer.objects.bulk_create(rows, batch_size=2000)
 
 
-def _plan_changes(customers: list, plans: dict, now: datetime) -> None:
+def _plan_changes(customers: list, plans: dict, terms: dict, now: datetime) -> None:
     from billing.models import PlanChange
 
     changes = []
     for n, c in enumerate(customers):
-        middle = c.created_at + (now - c.created_at) / 2
-        if c.status == "cancelled":
-            changes.append(PlanChange(customer=c, from_plan=c.plan, to_plan=c.plan, at=middle, reason="cancelled"))
-        elif n % 4 == 0 and c.plan.slug != "free":
-            lower = plans["starter"] if c.plan.slug != "starter" else plans["free"]
-            changes.append(PlanChange(customer=c, from_plan=lower, to_plan=c.plan, at=middle))  # an upgrade
-        elif n % 4 == 1 and c.plan.slug in ("starter", "pro"):
-            higher = plans["enterprise"]
-            changes.append(PlanChange(customer=c, from_plan=higher, to_plan=c.plan, at=middle))  # a downgrade
+        change = _change_of(n, c.plan, c.status, plans)
+        if change is not None:
+            middle = c.created_at + (now - c.created_at) / 2
+            changes.append(PlanChange(customer=c, from_plan=change[0], to_plan=c.plan, terms=terms[c.plan.pk], at=middle,
+                                      reason=change[1]))
     PlanChange.objects.bulk_create(changes, batch_size=5000)
     print(f"  {len(changes):,} plan changes")
 
@@ -102,11 +112,13 @@ def _invoices(connection, customers: list, now: datetime) -> None:
             issued = datetime(first.year, first.month, 1, tzinfo=dt_timezone.utc) + timedelta(days=32)
             overage = Decimal(seq % 7 * 3) if seq % 5 == 0 else Decimal(0)
             total = c.plan.price + overage
+            paid = status == "paid"
             invoice_rows.append((c.pk, f"{first:%Y-%m}", f"B-{seq:08d}", status, "USD", total, total, c.plan_id,
-                                 0, False, issued, issued, issued if status == "paid" else None, overage))
+                                 0, False, issued, issued, issued if paid else None, "Visa ••4242" if paid else "",
+                                 overage))
     _copy(connection, Invoice._meta.db_table,
           ("customer_id", "period", "number", "status", "currency", "subtotal", "total", "plan_id", "calls",
-           "is_final", "created_at", "issued_at", "paid_at"), (row[:-1] for row in invoice_rows))
+           "is_final", "created_at", "issued_at", "paid_at", "paid_by"), (row[:-1] for row in invoice_rows))
     ids = dict(((cid, period), pk) for pk, cid, period in Invoice.objects.values_list("pk", "customer_id", "period"))
     lines = []
     for cid, period, _, _, _, total, _, plan_id, *_, overage in invoice_rows:
@@ -181,6 +193,7 @@ def setup():
     from django.db import connection, transaction
 
     from accounts.services import api_key_issue
+    from plans.services import terms_current
     from tests.factories import seeded_plan
 
     now = datetime.now(dt_timezone.utc)
@@ -188,8 +201,9 @@ def setup():
     began = time.perf_counter()
     print(f"loading {CUSTOMERS:,} customers ...")
     with transaction.atomic():
-        customers = _customers(plans, now)
-        _plan_changes(customers, plans, now)
+        terms = {plan.pk: terms_current(plan=plan) for plan in plans.values()}
+        customers = _customers(plans, terms, now)
+        _plan_changes(customers, plans, terms, now)
         _invoices(connection, customers, now)
     portal = customers[-1]
     portal.created_at = now - timedelta(days=120)

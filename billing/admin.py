@@ -2,9 +2,18 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.http import HttpResponseRedirect
 
-from .models import Invoice, InvoiceLine, PaymentAttempt, PlanChange, StripeEvent
-from .services import invoice_mark_paid, invoice_void
+from accounts.admin import CustomerAdmin as AccountsCustomerAdmin
+from accounts.models import Customer
+from plans.admin import PlanAdmin as PlansPlanAdmin
+from plans.models import Plan
+
+from .forms import CreditEntryForm, CustomerAdminForm
+from .invoicing import invoice_credit_add, invoice_mark_paid, invoice_void
+from .models import CreditEntry, Invoice, InvoiceLine, PaymentAttempt, PlanChange, StripeEvent
+from .selectors import credit_balance
+from .subscriptions import plan_change, plan_terms_move_schedule
 
 
 class ReadOnlyAdminMixin:
@@ -56,7 +65,10 @@ def _each(modeladmin, request, queryset, service, done: str) -> None:
 
 @admin.action(description="Mark selected invoices paid (e.g. bank transfer)")
 def mark_paid(modeladmin, request, queryset) -> None:
-    _each(modeladmin, request, queryset, invoice_mark_paid, "marked paid")
+    def paid_by_transfer(*, invoice: Invoice) -> Invoice:
+        return invoice_mark_paid(invoice=invoice, paid_by="bank transfer")
+
+    _each(modeladmin, request, queryset, paid_by_transfer, "marked paid")
 
 
 @admin.action(description="Void selected invoices")
@@ -96,3 +108,89 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("stripe_event_id", "type", "status", "received_at", "processed_at")
     list_filter = ("status", "type")
     search_fields = ("stripe_event_id",)
+
+
+# Customers and plans are registered by the apps below billing; their plan changes and terms
+# moves are billing's, so their admins are re-registered here with those hooks.
+admin.site.unregister(Customer)
+
+
+@admin.register(Customer)
+class CustomerAdmin(AccountsCustomerAdmin):
+    """The Plan dropdown saves through plan_change(by_staff=True): a PlanChange "changed by staff"
+    with the terms it starts, and the plan_changed signal; a refused move is a form error."""
+
+    form = CustomerAdminForm
+    plan_editable = True
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*super().get_readonly_fields(request, obj), "credit_balance")
+
+    @admin.display(description="credit balance")
+    def credit_balance(self, obj: Customer) -> str:
+        """What the next invoices will use first; staff add to it under Credit entries."""
+        return f"${credit_balance(customer_id=obj.pk):,.2f}" if obj.pk else "$0.00"
+
+    def save_model(self, request, obj: Customer, form, change: bool) -> None:
+        if not change or "plan" not in form.changed_data:
+            super().save_model(request, obj, form, change)
+            return
+        target = obj.plan
+        # The other fields are saved with the plan held now; only the service moves it.
+        obj.plan_id = Customer.objects.values_list("plan_id", flat=True).get(pk=obj.pk)
+        super().save_model(request, obj, form, change)
+        plan_change(customer=obj, plan=target, by_staff=True)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as error:
+            # plan_change refused what the form's check allowed a moment before (a concurrent
+            # change): the admin's transaction rolled back everything, so say why and reload.
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
+@admin.action(description="Move customers to the current terms from next month (emails each a notice)")
+def terms_move(modeladmin, request, queryset) -> None:
+    for plan in queryset:
+        moves = plan_terms_move_schedule(plan=plan)
+        if not moves:
+            modeladmin.message_user(request, f"{plan}: no customer waits for a move to its current terms.")
+            continue
+        starts = f"{moves[0].at.day} {moves[0].at:%B %Y}"
+        modeladmin.message_user(
+            request, f"{plan}: {len(moves)} customer(s) move to its current terms on {starts}; each was sent a notice.",
+            messages.SUCCESS,
+        )
+
+
+admin.site.unregister(Plan)
+
+
+@admin.register(Plan)
+class PlanAdmin(PlansPlanAdmin):
+    actions = [*PlansPlanAdmin.actions, terms_move]
+
+
+@admin.register(CreditEntry)
+class CreditEntryAdmin(admin.ModelAdmin):
+    """Staff add credit with a reason; invoices use it up to their charges and the rest carries
+    forward (DESIGN §6). Entries are a ledger: never edited or deleted."""
+
+    list_display = ("customer", "amount", "reason", "invoice", "created_by", "created_at")
+    list_select_related = ("customer", "invoice")
+    search_fields = ("customer__company", "reason")
+    raw_id_fields = ("customer",)
+    form = CreditEntryForm
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj: CreditEntry, form, change: bool) -> None:
+        saved = invoice_credit_add(customer=obj.customer, amount=obj.amount, description=obj.reason,
+                                   by=request.user.get_username())
+        obj.pk, obj.created_at, obj.created_by = saved.pk, saved.created_at, saved.created_by

@@ -7,8 +7,11 @@ caller imports `stripe`. The client is built from settings on each call (cheap),
 """
 from __future__ import annotations
 
+import json
 import logging
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
@@ -19,6 +22,13 @@ logger = logging.getLogger(__name__)
 
 # Stripe's own name for "no such object"; real Stripe sends it, localstripe sends a bare 404.
 RESOURCE_MISSING = "resource_missing"
+# A webhook signed more than this long ago, or this far in the future, is refused (Stripe's own
+# tolerance against replays; the future side also refuses a signature made to be replayed later).
+WEBHOOK_TOLERANCE_SECONDS = 300
+# The charges a look-up reads for a lost PaymentIntent: one page of the customer's recent ones.
+INTENT_FIND_LIMIT = 20
+# Our clock and Stripe's may differ: the look-up starts this long before the attempt was made.
+INTENT_FIND_SLACK_SECONDS = 3600
 
 
 class BillingError(Exception):
@@ -55,6 +65,12 @@ class WebhookInvalid(BillingError):
     code = "bad_signature"
 
 
+class WebhookMalformed(WebhookInvalid):
+    """A signed event whose shape is not one Stripe sends (a field missing or of the wrong type)."""
+
+    code = "bad_payload"
+
+
 class CardDeclined(BillingError):
     """The card was declined."""
 
@@ -89,6 +105,8 @@ class CardInfo:
     last4: str
     exp_month: int | None
     exp_year: int | None
+    # Stripe's hash of the card number: the same card saved twice has the same one.
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,8 @@ class PaymentIntentInfo:
     attempt_number: str
     error_code: str = ""
     error_message: str = ""
+    customer: str = ""  # the Stripe customer charged
+    currency: str = ""  # lower case, as Stripe writes it
 
     @property
     def succeeded(self) -> bool:
@@ -212,7 +232,7 @@ def payment_method_retrieve(*, payment_method_id: str) -> CardInfo:
     card = method.card
     return CardInfo(
         id=method.id, brand=card.brand or "", last4=card.last4 or "",
-        exp_month=card.exp_month, exp_year=card.exp_year,
+        exp_month=card.exp_month, exp_year=card.exp_year, fingerprint=getattr(card, "fingerprint", None) or "",
     )
 
 
@@ -221,26 +241,52 @@ def _payment_intent_info(intent) -> PaymentIntentInfo:
 
 
 def payment_intent_from_data(data: dict) -> PaymentIntentInfo:
-    """A PaymentIntent as Stripe sends it (API answer or webhook event), reduced to our fields."""
-    metadata = data.get("metadata") or {}
-    error = data.get("last_payment_error") or {}
+    """A PaymentIntent as Stripe sends it (API answer or webhook event), reduced to our fields.
+
+    Raises WebhookMalformed for a shape Stripe never sends: a signed event is checked here
+    before anything is stored, so an odd one is a 400, never a crash.
+    """
+    metadata = _field(data, "metadata", dict, optional=True) or {}
+    error = _field(data, "last_payment_error", dict, optional=True) or {}
+    customer = _field(data, "customer", (str, dict), optional=True) or ""
+    if isinstance(customer, dict):
+        customer = _field(customer, "id", str)
     return PaymentIntentInfo(
-        id=data["id"], status=data["status"], amount_cents=data["amount"],
-        invoice_id=metadata.get("tollbooth_invoice_id", ""), attempt_number=metadata.get("tollbooth_attempt", ""),
-        error_code=error.get("decline_code") or error.get("code") or "",
-        error_message=error.get("message") or "",
+        id=_text(_field(data, "id", str), 64), status=_text(_field(data, "status", str), 40),
+        amount_cents=_field(data, "amount", int), currency=_text(_field(data, "currency", str), 3).lower(),
+        customer=_text(customer, 255),
+        invoice_id=_field(metadata, "tollbooth_invoice_id", str, optional=True) or "",
+        attempt_number=_field(metadata, "tollbooth_attempt", str, optional=True) or "",
+        error_code=_field(error, "decline_code", str, optional=True) or _field(error, "code", str, optional=True) or "",
+        error_message=_field(error, "message", str, optional=True) or "",
     )
 
 
+def _field(data: dict, name: str, kind: type | tuple[type, ...], *, optional: bool = False):
+    value = data.get(name)
+    if value is None and optional:
+        return None
+    # bool is an int to Python, never to Stripe.
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise WebhookMalformed(f"{name} is missing or of the wrong type")
+    return value
+
+
+def _text(value: str, limit: int) -> str:
+    if len(value) > limit:
+        raise WebhookMalformed(f"a field is longer than {limit} characters")
+    return value
+
+
 def payment_intent_create(
-    *, amount: Decimal, stripe_customer_id: str, payment_method_id: str,
+    *, amount: Decimal, currency: str, stripe_customer_id: str, payment_method_id: str,
     invoice_id: int, attempt_number: int, idempotency_key: str,
 ) -> PaymentIntentInfo:
     """Charge the saved card now, off-session. Raises CardDeclined when the bank says no."""
     intent = _call(
         _client().v1.payment_intents.create,
         params={
-            "amount": amount_to_cents(amount), "currency": "usd",
+            "amount": amount_to_cents(amount), "currency": currency.lower(),
             "customer": stripe_customer_id, "payment_method": payment_method_id,
             "off_session": True, "confirm": True,
             "metadata": {"tollbooth_invoice_id": str(invoice_id), "tollbooth_attempt": str(attempt_number)},
@@ -254,37 +300,75 @@ def payment_intent_retrieve(*, payment_intent_id: str) -> PaymentIntentInfo:
     return _payment_intent_info(_call(_client().v1.payment_intents.retrieve, payment_intent_id))
 
 
-def payment_intent_find(*, invoice_id: int, attempt_number: int) -> PaymentIntentInfo | None:
-    """The intent an attempt created, found by its metadata, when we never learnt its id.
+def payment_intent_find(
+    *, stripe_customer_id: str, invoice_id: int, attempt_number: int, since: datetime,
+) -> PaymentIntentInfo | None:
+    """The intent an attempt created, when its answer was lost before we learnt the intent's id.
 
-    Stripe's search API answers it; localstripe has no search, so it falls back to walking
-    the list (small there). Real Stripe also replays the first answer for the same idempotency
-    key, so a create that follows a miss here still charges once.
+    Bounded: one page (INTENT_FIND_LIMIT) of the customer's charges made since the attempt
+    began, then the intents those charges name; never a walk through every intent. A list, not
+    Stripe's search, because search lags behind by up to a minute and localstripe has none. An
+    intent that made no charge (it waits for authentication) is not found here; creating it
+    again with the attempt's idempotency key gets the same intent back from Stripe.
     """
+    charges = _call(
+        _client().v1.charges.list,
+        params={"customer": stripe_customer_id, "limit": INTENT_FIND_LIMIT,
+                "created": {"gt": int(since.timestamp()) - INTENT_FIND_SLACK_SECONDS}},
+    )
     wanted = (str(invoice_id), str(attempt_number))
-    try:
-        found = _call(
-            _client().v1.payment_intents.search,
-            params={"query": f"metadata['tollbooth_invoice_id']:'{invoice_id}'", "limit": 100},
-        )
-        intents = found.data
-    except (StripeNotFound, StripeRejected):
-        intents = _call(_client().v1.payment_intents.list, params={"limit": 100}).auto_paging_iter()
-    try:
-        for intent in intents:
-            info = _payment_intent_info(intent)
-            if (info.invoice_id, info.attempt_number) == wanted:
-                return info
-    except stripe.StripeError as exc:  # later pages are fetched while iterating
-        raise _translate(exc) from exc
+    named = (getattr(charge, "payment_intent", None) for charge in charges.data)
+    for intent_id in dict.fromkeys(getattr(pi, "id", pi) for pi in named if pi):
+        info = payment_intent_retrieve(payment_intent_id=intent_id)
+        if (info.invoice_id, info.attempt_number) == wanted:
+            return info
     return None
 
 
 def webhook_event_verify(*, payload: bytes, signature: str) -> WebhookEvent:
-    """Stripe's own check (HMAC of timestamp + body, 5-minute tolerance against replays)."""
+    """Stripe's own check (HMAC of timestamp + body), a timestamp within
+    WEBHOOK_TOLERANCE_SECONDS either way, then the event's shape.
+
+    Raises WebhookInvalid for a signature that is not Stripe's, WebhookMalformed for a signed
+    body whose shape Stripe never sends.
+    """
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:  # an empty key would make every forged signature valid
+        raise WebhookInvalid("STRIPE_WEBHOOK_SECRET is not set")
     try:
-        event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
-    except (ValueError, stripe.SignatureVerificationError) as exc:
+        text = payload.decode("utf-8")
+        stripe.WebhookSignature.verify_header(text, signature, secret, WEBHOOK_TOLERANCE_SECONDS)
+    except (UnicodeDecodeError, stripe.SignatureVerificationError) as exc:
         raise WebhookInvalid(type(exc).__name__) from exc
-    data = event.to_dict()
-    return WebhookEvent(id=data["id"], type=data["type"], object=data["data"]["object"], payload=data)
+    if _signed_at(signature) > time.time() + WEBHOOK_TOLERANCE_SECONDS:
+        raise WebhookInvalid("signed in the future")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise WebhookMalformed("the body is not JSON") from exc
+    return _webhook_event(data)
+
+
+def _signed_at(signature: str) -> int:
+    # verify_header has accepted the header, so it holds one integer t=.
+    stamps = [item[2:] for item in signature.split(",") if item.startswith("t=")]
+    return int(stamps[0])
+
+
+def _webhook_event(data) -> WebhookEvent:
+    if not isinstance(data, dict):
+        raise WebhookMalformed("the event is not an object")
+    body = _field(data, "data", dict)
+    event = WebhookEvent(id=_text(_field(data, "id", str), 100), type=_text(_field(data, "type", str), 100),
+                         object=_field(body, "object", dict), payload=data)
+    if not event.id or not event.type:
+        raise WebhookMalformed("the event has no id or type")
+    kind = event.type.split(".")[0]
+    if kind == "payment_intent":
+        payment_intent_from_data(event.object)
+    elif kind == "setup_intent":
+        _field(event.object, "customer", str, optional=True)
+        method = _field(event.object, "payment_method", (str, dict), optional=True)
+        if isinstance(method, dict):
+            _field(method, "id", str)
+    return event

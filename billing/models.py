@@ -11,7 +11,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Customer
-from plans.models import Plan
+from plans.models import Plan, Terms
+from plans.services import terms_current
 
 MONEY = dict(max_digits=12, decimal_places=2)
 UNIT_PRICE = dict(max_digits=12, decimal_places=6)
@@ -30,10 +31,13 @@ class PlanChange(models.Model):
         TRIAL_ENDED = "trial_ended", "Trial ended without a card"
         CANCELLED = "cancelled", "Cancelled"
         REACTIVATED = "reactivated", "Reactivated"
+        TERMS_UPDATED = "terms_updated", "Moved to the plan's current terms by staff"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="plan_changes")
     from_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
     to_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    # The terms this change starts (a snapshot of to_plan then); what its days are rated on.
+    terms = models.ForeignKey(Terms, on_delete=models.PROTECT, related_name="+")
     at = models.DateTimeField(default=timezone.now)
     reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.CUSTOMER)
 
@@ -43,6 +47,14 @@ class PlanChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.from_plan_id} → {self.to_plan_id} at {self.at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        # subscriptions.plan_change always names the terms; a cancellation keeps the customer's.
+        if self.terms_id is None:
+            customer_terms = self.customer.terms
+            same_plan = customer_terms is not None and customer_terms.plan_id == self.to_plan_id
+            self.terms = customer_terms if same_plan else terms_current(plan=self.to_plan)
+        super().save(*args, **kwargs)
 
 
 class InvoiceNumberCounter(models.Model):
@@ -76,6 +88,8 @@ class Invoice(models.Model):
     issued_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
+    # How it was paid, for the customer: "Visa ••4242", "bank transfer", "credit balance".
+    paid_by = models.CharField(max_length=60, blank=True)
     next_charge_at = models.DateTimeField(null=True, blank=True, help_text="Dunning: when to retry")
 
     class Meta:
@@ -124,6 +138,8 @@ class PaymentMethod(models.Model):
 
     customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="payment_method")
     stripe_payment_method_id = models.CharField(max_length=64)
+    # Stripe's fingerprint of the card number: the same card on two accounts has the same one.
+    fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
     brand = models.CharField(max_length=20, blank=True)
     last4 = models.CharField(max_length=4, blank=True)
     exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -147,6 +163,9 @@ class PaymentAttempt(models.Model):
     amount = models.DecimalField(**MONEY)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     stripe_payment_intent_id = models.CharField(max_length=64, blank=True)
+    # What the charge was asked for, to check Stripe's events against (DESIGN §6).
+    stripe_customer_id = models.CharField(max_length=64, blank=True)
+    currency = models.CharField(max_length=3, default="usd")
     failure_code = models.CharField(max_length=60, blank=True)
     failure_message = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -169,6 +188,8 @@ class StripeEvent(models.Model):
         PROCESSED = "processed", "Processed"
         IGNORED = "ignored", "Ignored"
         FAILED = "failed", "Failed"
+        # A payment event that does not match the attempt on record: kept, reported, not applied.
+        MISMATCH = "mismatch", "Does not match our records"
 
     stripe_event_id = models.CharField(max_length=100, unique=True)
     type = models.CharField(max_length=100)
@@ -198,3 +219,28 @@ class TrialNotice(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["customer", "kind"], name="one_trial_notice_per_kind")]
+
+
+class CreditEntry(models.Model):
+    """The customer's credit balance as a ledger: staff grant credit (+), invoices use it (−).
+
+    The balance is the sum; credit beyond an invoice's charges stays for the next one, never lost.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_entries")
+    amount = models.DecimalField(**MONEY)
+    reason = models.CharField(max_length=200)
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="credit_entries")
+    created_by = models.CharField(max_length=150, blank=True, help_text="The staff member who granted it")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "credit entries"
+        constraints = [
+            # An invoice uses the balance once: its issue writes one debit.
+            models.UniqueConstraint(fields=["invoice"], condition=Q(invoice__isnull=False), name="one_credit_use_per_invoice"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.reason}"

@@ -5,6 +5,7 @@ listener never sees a change that is later rolled back.
 """
 from __future__ import annotations
 
+from django.db import transaction
 from django.dispatch import Signal
 
 # customer, change (PlanChange)
@@ -19,3 +20,7 @@ invoice_payment_failed = Signal()
 trial_ending = Signal()
 # customer: its trial has ended (kept its plan with a card, or moved to the default plan)
 trial_ended = Signal()
+
+
+def send_on_commit(signal: Signal, **kwargs) -> None:
+    transaction.on_commit(lambda: signal.send(sender=None, **kwargs))

@@ -3,69 +3,78 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from config.redis_client import REDIS_UNAVAILABLE
 
 MONTH_CLOSE_BATCH = 1000
 TRIAL_REMINDER_DAYS = 3
 
 
-@shared_task(acks_late=True)
+class UsageUnflushed(RuntimeError):
+    """Usage still held in Redis could not be flushed: no period is closed without it."""
+
+
+@shared_task(acks_late=True, autoretry_for=(UsageUnflushed,), retry_backoff=60, retry_backoff_max=900,
+             max_retries=24)
 def month_close(period: str | None = None) -> dict:
     """Beat, early on the 1st (UTC): flush usage, then draft, issue and charge last month's invoices.
 
     Every step is safe to repeat: a run that crashed, or two runs at once, leave one invoice per
-    customer (unique per customer and period), each issued once with one number.
+    customer (unique per customer and period), each issued once with one number. With Redis
+    unreachable it drafts and issues nothing and retries (then the 06:30 run tries again).
     """
     from django.utils import timezone
 
-    from .calculations import period_of, period_previous
+    from core.periods import period_of, period_previous
 
     period = period or period_previous(period_of(timezone.now()))
-    _usage_flush_all()
+    usage_flush_all()
     generated = invoices_generate_all(period=period)
     issued = invoices_issue_all(period=period)
     return {"period": period, **generated, "issued": issued}
 
 
-def _usage_flush_all() -> None:
+def usage_flush_all() -> None:
     """Wait for a flush already running, then flush everything: issued invoices never change later.
 
-    If Redis is unreachable this raises and the month close is left for its next scheduled run,
-    rather than invoicing without the calls Redis still holds.
+    Raises UsageUnflushed if Redis is unreachable (or the flush lock stays taken): a period is
+    never closed without the calls Redis still holds, since an issued invoice never changes.
     """
     from config.redis_client import redis_client
     from metering.services import usage_flush
 
-    # The lock the minute flush takes: wait for a flush already running rather than race it.
-    lock = redis_client().lock("tb:lock:usage-flush", timeout=600, blocking_timeout=600)
-    if not lock.acquire():
-        raise RuntimeError("usage flush lock not acquired: month close waits for the next run")
     try:
-        usage_flush()
-    finally:
-        lock.release()
+        # The lock the minute flush takes: wait for a flush already running rather than race it.
+        lock = redis_client().lock("tb:lock:usage-flush", timeout=600, blocking_timeout=600)
+        if not lock.acquire():
+            raise UsageUnflushed("the usage flush lock stayed taken for 10 minutes")
+        try:
+            usage_flush()
+        finally:
+            lock.release()
+    except REDIS_UNAVAILABLE as exc:
+        raise UsageUnflushed(f"Redis is unreachable ({exc}); the calls it holds are not flushed yet") from exc
 
 
 def invoices_generate_all(*, period: str, batch: int | None = None) -> dict:
     from accounts.models import Customer
 
-    from .calculations import day_start, period_bounds
-    from .selectors import plans_by_id
-    from .services import invoices_generate_batch
+    from core.periods import day_start, period_bounds
+
+    from .invoicing import invoices_generate_batch
 
     batch = batch or MONTH_CLOSE_BATCH
     _, end = period_bounds(period)
     ids = list(Customer.objects.filter(created_at__lt=day_start(end)).order_by("pk").values_list("pk", flat=True))
-    plans = plans_by_id()
     totals = {"created": 0, "regenerated": 0, "skipped": 0}
     for start in range(0, len(ids), batch):
-        report = invoices_generate_batch(customer_ids=ids[start:start + batch], period=period, plans=plans)
+        report = invoices_generate_batch(customer_ids=ids[start:start + batch], period=period)
         for name in totals:
             totals[name] += getattr(report, name)
     return totals
 
 
 def invoices_issue_all(*, period: str, batch: int | None = None) -> int:
-    from .services import invoices_issue_batch
+    from .invoicing import invoices_issue_batch
 
     batch = batch or MONTH_CLOSE_BATCH
     issued = 0
@@ -85,7 +94,7 @@ def invoices_issued_dispatch(invoice_ids: list[int]) -> int:
     stays out of the month close's batches.
     """
     from .models import Invoice
-    from .services import invoice_issued_dispatch
+    from .invoicing import invoice_issued_dispatch
 
     invoices = Invoice.objects.filter(pk__in=invoice_ids).order_by("pk")
     return sum(invoice_issued_dispatch(invoice=invoice) for invoice in invoices)
@@ -101,7 +110,7 @@ def trials_run() -> dict:
     from accounts.models import Customer
 
     from .models import TrialNotice
-    from .services import trial_end, trial_remind
+    from .subscriptions import trial_end, trial_remind
 
     now = timezone.now()
     trials = Customer.objects.filter(status=Customer.Status.TRIAL)
@@ -111,13 +120,22 @@ def trials_run() -> dict:
     return {"reminded": reminded, "ended": len(ended)}
 
 
+@shared_task(acks_late=True)
+def terms_moves_apply() -> int:
+    """Beat, hourly: customers whose scheduled move to their plan's current terms has come take them."""
+    from .subscriptions import terms_moves_due_apply
+
+    return terms_moves_due_apply()
+
+
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
-def trial_email_send(customer_id: int, kind: str) -> None:
+def trial_email_task(customer_id: int, kind: str) -> None:
     import outbox
 
-    from .emails import trial_email_send as send
+    from .emails import trial_email_send
 
-    outbox.run_once(key=f"trial-{kind}-email:{customer_id}", work=lambda: send(customer_id=customer_id, kind=kind))
+    outbox.run_once(key=f"trial-{kind}-email:{customer_id}",
+                    work=lambda: trial_email_send(customer_id=customer_id, kind=kind))
 
 
 # --- Charging and dunning (Stripe) -----------------------------------------------------------
@@ -141,35 +159,29 @@ def invoice_charge(invoice_id: int) -> str:
     autoretry_for=(StripeUnavailable,), retry_backoff=30, retry_backoff_max=3600,
     retry_jitter=True, max_retries=10,
 )
-def stripe_customer_ensure(customer_id: int) -> str:
+def stripe_customer_ensure_task(customer_id: int) -> str:
     from accounts.models import Customer
 
-    from .payments import stripe_customer_ensure as ensure
+    from .payments import stripe_customer_ensure
 
-    return ensure(customer=Customer.objects.get(pk=customer_id))
+    return stripe_customer_ensure(customer=Customer.objects.get(pk=customer_id))
 
 
 @shared_task
 def invoices_dunning_run() -> int:
-    """Hourly: queue the charges whose retry day has come (and any a crashed worker left)."""
-    from django.db import transaction
+    """Hourly: claim and queue the charges that are due: retry days that have come, issued
+    invoices never attempted, attempts a crashed worker left. Two runs at once charge once."""
+    from .payments import invoices_dunning_claim
 
-    import outbox
-
-    from .payments import invoices_dunning_due
-
-    due = invoices_dunning_due()
-    with transaction.atomic():
-        for invoice_id in due:
-            outbox.enqueue(invoice_charge, invoice_id=invoice_id)
-    return len(due)
+    return len(invoices_dunning_claim())
 
 
 @shared_task
-def payment_failed_email_send(attempt_id: int) -> None:
+def payment_failed_email_task(attempt_id: int) -> None:
     import outbox
 
-    from .emails import payment_failed_email_send as send
+    from .emails import payment_failed_email_send
 
     # Once per attempt, however often the outbox delivers this task.
-    outbox.run_once(key=f"payment-failed-email:{attempt_id}", work=lambda: send(attempt_id=attempt_id))
+    outbox.run_once(key=f"payment-failed-email:{attempt_id}",
+                    work=lambda: payment_failed_email_send(attempt_id=attempt_id))

@@ -1,8 +1,6 @@
 """The portal's billing pages: plan and status, card on file, plan change, cancel, invoices."""
 from __future__ import annotations
 
-import math
-
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -10,7 +8,6 @@ from django.core.validators import slug_re
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 import outbox
@@ -24,25 +21,19 @@ from .forms import PlanChangeForm
 from .gateway import BillingError
 from .models import Invoice, PaymentMethod
 from .selectors import invoices_for_customer, plan_change_preview
-
-
-def _trial_days_left(customer: Customer) -> int | None:
-    if customer.status != Customer.Status.TRIAL or customer.trial_ends_at is None:
-        return None
-    return max(0, math.ceil((customer.trial_ends_at - timezone.now()).total_seconds() / 86400))
+from .subscriptions import customer_cancel, plan_change as plan_change_service, plan_change_check
 
 
 @require_GET
 @customer_required
 def billing(request: HttpRequest, customer: Customer) -> HttpResponse:
     if gateway.is_configured() and not customer.stripe_customer_id:
-        from .tasks import stripe_customer_ensure
+        from .tasks import stripe_customer_ensure_task
 
         # Ready before the customer opens the card form (which would otherwise create it then).
-        outbox.enqueue(stripe_customer_ensure, customer_id=customer.pk)
+        outbox.enqueue(stripe_customer_ensure_task, customer_id=customer.pk)
     context = {
         "customer": customer,
-        "trial_days_left": _trial_days_left(customer),
         "card": PaymentMethod.objects.filter(customer=customer).first(),
         "invoices": invoices_for_customer(customer=customer),
         "stripe_ready": gateway.is_configured(),
@@ -98,8 +89,6 @@ def card_done(request: HttpRequest, customer: Customer) -> HttpResponse:
 @customer_required
 def plan_change(request: HttpRequest, customer: Customer) -> HttpResponse:
     """Two steps: pick a plan, then confirm with its prorated effect on this month shown."""
-    from .services import plan_change as plan_change_service
-
     # The pricing page's "Switch to <plan>" links here with ?plan=<slug>: that plan comes preselected.
     requested = request.GET.get("plan", "")[:50]
     offered = plans_public().filter(slug=requested).first() if slug_re.match(requested) else None
@@ -116,7 +105,12 @@ def plan_change(request: HttpRequest, customer: Customer) -> HttpResponse:
                 messages.success(request, f"You are now on the {plan.name} plan. New limits apply to your next call.")
                 return redirect("billing")
         if form.is_valid():
-            preview = plan_change_preview(customer=customer, plan=plan)
+            try:  # a card needed first is said here, not after "Confirm"
+                starts_trial = plan_change_check(customer=customer, plan=plan)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+                return render(request, "billing/plan_change.html", {"customer": customer, "form": form})
+            preview = plan_change_preview(customer=customer, plan=plan, starts_trial=starts_trial)
             context = {"customer": customer, "plan": plan, "preview": preview, "change": abs(preview.difference)}
             return render(request, "billing/plan_confirm.html", context)
     return render(request, "billing/plan_change.html", {"customer": customer, "form": form})
@@ -125,8 +119,6 @@ def plan_change(request: HttpRequest, customer: Customer) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @customer_required
 def cancel(request: HttpRequest, customer: Customer) -> HttpResponse:
-    from .services import customer_cancel
-
     if request.method == "POST" and customer.status != Customer.Status.CANCELLED:
         try:
             customer_cancel(customer=customer)

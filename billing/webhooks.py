@@ -1,9 +1,12 @@
 """Stripe's webhook: verify the signature, store the event once, then handle it.
 
-Every answer is JSON. A bad or stale signature is 400 (Stripe retries, an attacker learns
-nothing); a replayed event, an unknown type, or an event about a customer or invoice we do
-not know is 200 with nothing changed, so Stripe stops resending it. Stripe unreachable while
-we handle an event is 503 with nothing kept, so Stripe sends it again later.
+Every answer is JSON. A bad, stale or future-dated signature is 400 (Stripe retries, an
+attacker learns nothing), and so is a signed event of a shape Stripe never sends; a replayed
+event, an unknown type, or an event about a customer or invoice we do not know is 200 with
+nothing changed, so Stripe stops resending it. A payment event that does not match the attempt
+on record is kept as a "mismatch" (logged, and reported by the nightly reconciliation) and
+settles nothing. Stripe unreachable while we handle an event is 503 with nothing kept, so
+Stripe sends it again later.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from django.views.decorators.http import require_POST
 
 from . import payments
 from .gateway import (
-    BillingError, StripeUnavailable, WebhookEvent, WebhookInvalid, payment_intent_from_data, webhook_event_verify,
+    BillingError, StripeUnavailable, WebhookEvent, WebhookInvalid, WebhookMalformed, payment_intent_from_data,
+    webhook_event_verify,
 )
 from .models import StripeEvent
 
@@ -51,6 +55,9 @@ HANDLERS: dict[str, Callable[[WebhookEvent], str]] = {
 def stripe_webhook(request: HttpRequest) -> JsonResponse:
     try:
         event = webhook_event_verify(payload=request.body, signature=request.headers.get("Stripe-Signature", ""))
+    except WebhookMalformed as exc:
+        logger.warning("stripe webhook refused, signed but malformed: %s", exc)
+        return JsonResponse({"error": f"Malformed event: {exc}", "code": exc.code}, status=400)
     except WebhookInvalid as exc:
         logger.warning("stripe webhook rejected: %s", exc)
         return JsonResponse({"error": "Invalid signature or payload", "code": "bad_signature"}, status=400)
@@ -86,6 +93,10 @@ def _event_handle(stored: StripeEvent, event: WebhookEvent) -> str:
         outcome = handler(event)
     except StripeUnavailable:
         raise
+    except payments.PaymentMismatch as exc:
+        logger.warning("stripe webhook %s (%s) does not match our records, nothing settled: %s",
+                       event.id, event.type, exc)
+        return _event_finish(stored, StripeEvent.Status.MISMATCH, "mismatch", error=str(exc))
     except BillingError as exc:
         logger.warning("stripe webhook %s (%s) failed: %s", event.id, event.type, exc.code)
         return _event_finish(stored, StripeEvent.Status.FAILED, "failed", error=f"{exc.code}: {exc}")

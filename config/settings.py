@@ -254,11 +254,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.webhook_events_prune",
         "schedule": crontab(minute=25, hour=0),
     },
-    # 00:05 on the 1st (UTC): spend caps are turned into calls against the new month's base
-    # fees (proration and trials change them); the meter's month counters reset by themselves.
+    # 00:05 daily (UTC): alert points and spend-cap ceilings are counted within the current run,
+    # so a day that starts a new one (after a plan change or a trial's end; everyone on the 1st)
+    # recomputes them. The meter's month counters reset by themselves.
     "usage-limits-refresh": {
         "task": "notifications.tasks.usage_limits_refresh",
-        "schedule": crontab(minute=5, hour=0, day_of_month=1),
+        "schedule": crontab(minute=5, hour=0),
     },
     # Nightly at 02:40 UTC, after the month close's safety-net window on the 1st would have
     # drafted invoices: compare Redis counters, Postgres usage, invoices and charges for last
@@ -284,6 +285,13 @@ CELERY_BEAT_SCHEDULE = {
     "month-close": {
         "task": "billing.tasks.month_close",
         "schedule": crontab(minute=30, hour="0,6", day_of_month=1),
+    },
+    # Hourly at :01: customers whose move to their plan's current terms (scheduled by staff for
+    # 00:00 on the 1st) has come take those terms, so the API enforces them before the 00:05
+    # spend-cap refresh; the hourly repeat catches a missed run.
+    "terms-moves": {
+        "task": "billing.tasks.terms_moves_apply",
+        "schedule": crontab(minute=1),
     },
     # Hourly: remind trials ending within 3 days (once each) and end the expired ones.
     "trials": {

@@ -1,10 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from billing.apis import UsageApi
 from billing.webhooks import stripe_webhook
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("v1/usage", UsageApi.as_view(), name="usage"),
     path("v1/", include("metering.urls")),
     path("portal/billing/", include("billing.urls")),
     path("billing/stripe/webhook/", stripe_webhook, name="stripe-webhook"),

@@ -7,8 +7,8 @@ from django.db.models import Case, DecimalField, OuterRef, Subquery, Sum, Value,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts.admin import CustomerAdmin as AccountsCustomerAdmin
 from accounts.models import Customer
+from billing.admin import CustomerAdmin as BillingCustomerAdmin
 from metering.models import UsageRecord
 from metering.selectors import month_bounds
 
@@ -16,13 +16,14 @@ from .models import ReconciliationIssue
 from .revenue import PAYING, customer_mrr
 
 
-# Registered by accounts, which sits below billing and metering: the revenue columns are added
-# here, where MRR is defined, by re-registering the same admin with two annotated columns.
+# Registered by accounts and re-registered by billing (plan changes), which sit below: the
+# revenue columns are added here, where MRR is defined, by re-registering billing's admin with
+# two annotated columns.
 admin.site.unregister(Customer)
 
 
 @admin.register(Customer)
-class CustomerAdmin(AccountsCustomerAdmin):
+class CustomerAdmin(BillingCustomerAdmin):
     list_display = ("company", "email", "plan", "status", "mrr", "calls_this_month", "trial_ends_at", "created_at")
 
     def get_queryset(self, request):
@@ -33,12 +34,12 @@ class CustomerAdmin(AccountsCustomerAdmin):
         return super().get_queryset(request).annotate(
             month_calls=Coalesce(Subquery(calls), 0),
             # Only for sorting; the column shows customer_mrr, the dashboard's own rule.
-            mrr_sort=Case(When(status__in=PAYING, then="plan__price"), default=Value(Decimal("0")), output_field=money),
+            mrr_sort=Case(When(status__in=PAYING, then="terms__price"), default=Value(Decimal("0")), output_field=money),
         )
 
     @admin.display(description="MRR", ordering="mrr_sort")
     def mrr(self, customer: Customer) -> Decimal:
-        return customer_mrr(customer, customer.plan)
+        return customer_mrr(customer, customer.terms)
 
     @admin.display(description="calls this month", ordering="month_calls")
     def calls_this_month(self, customer: Customer) -> str:

@@ -19,6 +19,8 @@ class ReconciliationIssue(models.Model):
         INVOICE_CALLS = "invoice_calls", "Invoice calls vs Postgres usage"
         INVOICE_OVERAGE = "invoice_overage", "Invoice overage line vs the overage of recorded usage"
         STRIPE = "stripe", "Stripe charge vs invoice total"
+        MISSING_INVOICE = "missing_invoice", "Billable days or usage in a closed period, no invoice"
+        PAYMENT_MISMATCH = "payment_mismatch", "A Stripe payment event that matches no attempt on record"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="reconciliation_issues")
     period = models.CharField(max_length=7, help_text="YYYY-MM, UTC")

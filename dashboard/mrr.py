@@ -1,6 +1,8 @@
 """MRR history rebuilt from the plan-change history: pure functions over rows already loaded.
 
-A customer's MRR at an instant is the monthly price of the plan it holds then, counted only
+A customer's MRR at an instant is the monthly price of the terms it holds then (the snapshot
+taken at signup, then the one each plan change started: DESIGN §6, so a staff price edit moves
+neither the history nor today's figure for customers already on the plan), counted only
 while it pays: nothing before signup, during its trial (until the trial ended, or until the
 `trial_ended` plan change that moved it to the default plan) or after a cancellation (until a
 reactivation). Past-due customers still count: they owe the money and most recover (dunning).
@@ -21,8 +23,7 @@ KINDS = ("new", "expansion", "contraction", "churned", "reactivation")
 @dataclass(frozen=True)
 class ChangeRow:
     at: datetime
-    from_plan_id: int
-    to_plan_id: int
+    terms_id: int  # the terms the change starts (a cancellation keeps the customer's)
     reason: str
 
 
@@ -33,6 +34,9 @@ class CustomerRow:
     trial_ends_at: datetime | None
     status: str
     plan_id: int
+    terms_id: int  # held now
+    signup_terms_id: int  # held from signup until the first change
+    trial_starts_at: datetime | None = None  # a trial begun after signup (a move off Free); None: at signup
 
 
 @dataclass(frozen=True)
@@ -88,16 +92,17 @@ def _cancel_fallback(customer: CustomerRow, changes: list[ChangeRow]) -> list[Ch
     if customer.status != "cancelled" or any(c.reason == CANCELLED for c in changes):
         return changes
     last = max([customer.created_at, customer.trial_ends_at or customer.created_at, *[c.at for c in changes]])
-    return [*changes, ChangeRow(at=last, from_plan_id=customer.plan_id, to_plan_id=customer.plan_id, reason=CANCELLED)]
+    return [*changes, ChangeRow(at=last, terms_id=customer.terms_id, reason=CANCELLED)]
 
 
 def timeline_build(*, customer: CustomerRow, changes: list[ChangeRow], prices: dict[int, Decimal], now: datetime) -> Timeline:
+    """`prices`: the monthly price of each terms snapshot (Terms.price), never the live plan's."""
     if not changes and customer.trial_ends_at is None and customer.status != CANCELLED:
-        return _steady(customer, prices[customer.plan_id])  # most customers: one plan, paid from signup
+        return _steady(customer, prices[customer.signup_terms_id])  # most customers: one price, paid from signup
     changes = _cancel_fallback(customer, sorted(changes, key=lambda c: c.at))
-    plan_id = changes[0].from_plan_id if changes else customer.plan_id
+    terms_id = customer.signup_terms_id
     in_trial, cancelled = _trial_end(customer, changes, now) != customer.created_at, False
-    mrr = ZERO if in_trial else prices[plan_id]
+    mrr = ZERO if in_trial else prices[terms_id]
     steps_at, steps_mrr, movements, ever_paid = [customer.created_at], [mrr], [], False
     if mrr > 0:
         movements.append(Movement(customer.id, customer.created_at, "new", ZERO, mrr))
@@ -107,11 +112,11 @@ def timeline_build(*, customer: CustomerRow, changes: list[ChangeRow], prices: d
         if change is None:
             in_trial = False
         else:
-            plan_id = change.to_plan_id
+            terms_id = change.terms_id
             cancelled = change.reason == CANCELLED or (cancelled and change.reason != REACTIVATED)
         if index + 1 < len(events) and events[index + 1][0] == at:
             continue  # events at one instant (a trial ending onto the free plan) make one movement
-        after = ZERO if (in_trial or cancelled) else prices[plan_id]
+        after = ZERO if (in_trial or cancelled) else prices[terms_id]
         if after != steps_mrr[-1]:
             movements.append(Movement(customer.id, at, _kind(steps_mrr[-1], after, ever_paid), steps_mrr[-1], after))
             ever_paid = ever_paid or after > 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone as dt_timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Max, Sum
@@ -12,14 +12,14 @@ from django.utils import timezone
 from accounts.models import ApiKey, Customer
 from accounts.selectors import api_keys_for_customer
 from billing.models import Invoice, PaymentMethod
-from billing.selectors import InvoiceDraft, invoice_compute
+from billing.rating import Rating, Run, period_days, rate
+from billing.selectors import LiveUsage, credit_balance, projected_calls, spend_caps, terms_by_id, usage_live
+from core.periods import period_bounds
 from metering import connection
 from metering.models import UsageFlush, UsageRecord
-from metering.selectors import month_bounds, usage_redis_read
-from plans.models import Plan, Product
-from plans.pricing import overage_amount as pricing_overage_amount, overage_calls
+from metering.selectors import usage_redis_read
+from plans.models import Plan, Product, Terms
 from plans.selectors import PlanOffer, plan_cheapest_allowing
-
 
 
 @dataclass(frozen=True)
@@ -75,22 +75,6 @@ def key_table(*, customer: Customer) -> KeyTable:
     return KeyTable(rows=rows, live=unflushed is not None, flushed_at=flushed_at)
 
 
-def usage_projection(*, calls: int, start: datetime, now: datetime, end: datetime) -> int:
-    """Calls by `end` if they keep coming at the rate seen since `start` (whole calls, rounded down)."""
-    elapsed = now - start
-    if now >= end or elapsed <= timedelta(0):
-        return calls
-    whole = end - start
-    return calls * (whole // timedelta(microseconds=1)) // (elapsed // timedelta(microseconds=1))
-
-
-def overage_amount(*, plan: Plan, calls: int) -> Decimal:
-    """Calls beyond the included ones at the plan's overage price, half-up to cents (DESIGN §6);
-    hard-capped plans never bill overage."""
-    extra = overage_calls(calls=calls, included_calls=plan.included_calls, hard_cap=plan.hard_cap)
-    return pricing_overage_amount(calls=extra, unit_price=plan.overage_price)
-
-
 @dataclass(frozen=True)
 class KeyUsage:
     key_id: int | None
@@ -101,45 +85,104 @@ class KeyUsage:
 
 
 @dataclass(frozen=True)
+class TrialSpan:
+    """Consecutive trial days of the period: their calls are free and count toward no allowance."""
+
+    name: str  # the plan tried
+    first: date
+    last: date
+    calls: int
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+
+@dataclass(frozen=True)
 class PortalUsage:
-    """This period live (Postgres plus unflushed Redis counts), the last 90 days, and the money."""
+    """This period live (Postgres plus unflushed Redis counts), rated by the invoice's own code
+    (billing.rating), the last 90 days, and the projection."""
 
     period: str
     start: date
     end: date
-    calls: int
-    billable_calls: int  # calls made on trial days are free (DESIGN §6)
-    unflushed: int
+    live_usage: LiveUsage
     live: bool  # False when Redis could not be read: Postgres figures only
-    included: int
     days: tuple[tuple[date, int], ...]
-    by_product: dict[str, int]
     recent_days: tuple[date, ...]
     recent_by_product: dict[str, tuple[int, ...]]
     per_key: tuple[KeyUsage, ...]
-    projected_calls: int
-    overage_so_far: Decimal
-    projected: InvoiceDraft | None
+    projected: Rating | None  # None: less than a day of billable data, nothing true to project
+    trials: tuple[TrialSpan, ...]
+
+    @property
+    def rating(self) -> Rating:
+        return self.live_usage.rating
+
+    @property
+    def terms(self) -> Terms:
+        return self.live_usage.terms_now
+
+    @property
+    def runs(self) -> tuple[Run, ...]:
+        return self.rating.runs
+
+    @property
+    def current(self) -> Run | None:
+        """The run today belongs to, or during a trial the one after it."""
+        usage = self.live_usage
+        return usage.current or next((run for run in self.runs if run.first > usage.today), None)
+
+    @property
+    def calls(self) -> int:
+        return self.live_usage.month_calls
+
+    @property
+    def billable_calls(self) -> int:
+        return self.rating.calls
+
+    @property
+    def trial_calls(self) -> int:
+        return self.rating.trial_calls
+
+    @property
+    def unflushed(self) -> int:
+        return self.live_usage.unflushed
+
+    @property
+    def included(self) -> int:
+        return self.live_usage.included
 
     @property
     def remaining(self) -> int:
-        return max(self.included - self.calls, 0)
+        return self.live_usage.remaining
 
     @property
     def overage_calls(self) -> int:
-        return max(self.calls - self.included, 0)
+        return self.live_usage.overage_calls
+
+    @property
+    def overage_so_far(self) -> Decimal:
+        return self.rating.overage
+
+    @property
+    def projected_calls(self) -> int | None:
+        return self.projected.calls if self.projected else None
 
     @property
     def percent_used(self) -> int:
-        if not self.included:
+        """Of the included calls of the run today belongs to."""
+        run = self.current
+        if run is None or not run.allowance:
             return 0
-        return min(round(self.calls * 100 / self.included), 100)
+        return min(round(run.calls * 100 / run.allowance), 100)
 
     @property
     def products(self) -> list[tuple[str, int]]:
         """(display name, calls) per product this period, busiest first."""
         labels = dict(Product.choices)
-        return sorted(((labels.get(p, p), n) for p, n in self.by_product.items() if n), key=lambda r: -r[1])
+        by_product = self.live_usage.by_product
+        return sorted(((labels.get(p, p), n) for p, n in by_product.items() if n), key=lambda r: -r[1])
 
     @property
     def recent_totals(self) -> list[tuple[str, int]]:
@@ -149,19 +192,6 @@ class PortalUsage:
 
 
 RECENT_DAYS = 90
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
-
-
-def first_billable_day(*, created_at: datetime, trial_ends_at: datetime | None, start: date) -> date:
-    """The first day of the period whose calls are billed: as billing counts them, a day whose
-    start (or the signup, that day) falls inside the trial is a trial day."""
-    if trial_ends_at is None or trial_ends_at <= created_at:
-        return start
-    last_trial_day = (trial_ends_at - timedelta(microseconds=1)).astimezone(dt_timezone.utc).date()
-    return max(start, last_trial_day + timedelta(days=1))
 
 
 def _redis_unflushed(customer_id: int, today: date) -> dict[tuple[int, str, str], int] | None:
@@ -175,7 +205,7 @@ def _redis_unflushed(customer_id: int, today: date) -> dict[tuple[int, str, str]
         return None
 
 
-def _usage_cells(customer: Customer, first: date, today: date) -> tuple[dict, int, bool]:
+def _usage_cells(customer: Customer, first: date, today: date) -> tuple[dict, bool]:
     """(key id, product, day) -> calls since `first`: flushed rows plus what Redis still holds.
     Redis is read first (see metering.selectors.usage_redis_read)."""
     unflushed = _redis_unflushed(customer.pk, today)
@@ -183,66 +213,80 @@ def _usage_cells(customer: Customer, first: date, today: date) -> tuple[dict, in
     rows = UsageRecord.objects.filter(customer=customer, day__gte=first, day__lte=today)
     for key_id, product, day, calls in rows.values_list("api_key_id", "product", "day").annotate(n=Sum("calls")).order_by():
         cells[(key_id, product, day)] += calls
-    extra = 0
     for (key_id, product, day_iso), calls in (unflushed or {}).items():
         day = date.fromisoformat(day_iso)
         if first <= day <= today:
             cells[(key_id, product, day)] += calls
-            extra += calls
-    return cells, extra, unflushed is not None
+    return cells, unflushed is not None
 
 
-def billable_projection(*, created_at: datetime, start: date, end: date, billable_from: date,
-                        calls: int, billable: int, now: datetime) -> int:
-    """Billable calls by the end of the period at the current rate. While the trial still runs,
-    the rate seen so far is carried over the billable days still to come."""
-    rate_from = max(day_start(billable_from), created_at)
-    if now >= rate_from:
-        return usage_projection(calls=billable, start=rate_from, now=now, end=day_start(end))
-    seen = now - max(day_start(start), created_at)
-    if seen <= timedelta(0) or rate_from >= day_start(end):
-        return 0
-    return calls * ((day_start(end) - rate_from) // timedelta(microseconds=1)) // (seen // timedelta(microseconds=1))
-
-
-def _tally(cells: dict, start: date, recent_first: date, entitlements: list[str]) -> tuple[dict, dict, dict, dict]:
-    """This period by day, by product and by key; the recent days by product (one row per
-    product the plan offers, so the 90-day chart keeps its lines)."""
-    days, by_product, by_key = defaultdict(int), defaultdict(int), defaultdict(int)
+def _tally(cells: dict, start: date, recent_first: date, entitlements: list[str]) -> tuple[dict, dict]:
+    """This period by key; the recent days by product (one row per product the terms offer, so
+    the 90-day chart keeps its lines)."""
+    by_key = defaultdict(int)
     recent = {p: [0] * RECENT_DAYS for p in entitlements}
     for (key_id, product, day), calls in cells.items():
         if day >= start:
-            days[day] += calls
-            by_product[product] += calls
             by_key[key_id] += calls
         if day >= recent_first:
             recent.setdefault(product, [0] * RECENT_DAYS)[(day - recent_first).days] += calls
-    return days, by_product, by_key, recent
+    return by_key, recent
+
+
+def _terms_rated(usage: LiveUsage) -> dict[int, Terms]:
+    """The terms of the period's days: the runs' and today's are at hand; a trial day's may need a read."""
+    known = {run.terms.pk: run.terms for run in usage.rating.runs}
+    known[usage.terms_now.pk] = usage.terms_now
+    missing = {day.terms_id for day in usage.rating.trial_days} - known.keys()
+    return {**known, **terms_by_id(missing)} if missing else known
+
+
+def _trial_spans(usage: LiveUsage, terms: dict[int, Terms]) -> tuple[TrialSpan, ...]:
+    spans: list[TrialSpan] = []
+    for day in usage.rating.trial_days:
+        calls, last = usage.by_day.get(day.day, 0), spans[-1] if spans else None
+        if last and last.last + timedelta(days=1) == day.day and last.name == terms[day.terms_id].name:
+            spans[-1] = TrialSpan(last.name, last.first, day.day, last.calls + calls)
+        else:
+            spans.append(TrialSpan(terms[day.terms_id].name, day.day, day.day, calls))
+    return tuple(spans)
+
+
+def usage_projected(*, customer: Customer, usage: LiveUsage, terms: dict[int, Terms], now: datetime) -> Rating | None:
+    """The period's invoice if calls go on at the rate of the billable time so far: the live
+    rating with billing.selectors.projected_calls added, rated again by billing.rating (with the
+    customer's credit and hard-stop cap, as the month close bills it). None while less than a
+    whole day of billable time has passed (right after signup or a trial's end)."""
+    history, period = usage.history, usage.rating.period
+    future = projected_calls(rating_days=period_days(period=period, history=history), daily=usage.by_day,
+                             history=history, now=now)
+    if future is None:
+        return None
+    calls = dict(usage.by_day)
+    for day, count in future.items():
+        calls[day] = calls.get(day, 0) + count
+    return rate(customer_id=customer.pk, period=period, history=history, terms=terms, daily_calls=calls,
+                credit_balance=credit_balance(customer_id=customer.pk),
+                spend_cap=spend_caps(customer_ids=[customer.pk], at=now).get(customer.pk))
 
 
 def portal_usage(*, customer: Customer, now: datetime | None = None) -> PortalUsage:
     now = now or timezone.now()
     today = now.date()
-    start, end = month_bounds(today)
-    first = min(start, today - timedelta(days=RECENT_DAYS - 1))
-    cells, unflushed, live = _usage_cells(customer, first, today)
+    usage = usage_live(customer=customer, now=now)
+    start, end = period_bounds(usage.rating.period)
     recent_first = today - timedelta(days=RECENT_DAYS - 1)
-    recent_days = tuple(recent_first + timedelta(days=i) for i in range(RECENT_DAYS))
-    days, by_product, by_key, recent = _tally(cells, start, recent_first, customer.plan.entitlements)
-    calls = sum(days.values())
-    billable_from = first_billable_day(created_at=customer.created_at, trial_ends_at=customer.trial_ends_at, start=start)
-    billable = sum(n for day, n in days.items() if day >= billable_from)
-    projected_calls = billable_projection(created_at=customer.created_at, start=start, end=end,
-                                          billable_from=billable_from, calls=calls, billable=billable, now=now)
+    cells, live = _usage_cells(customer, min(start, recent_first), today)
+    by_key, recent = _tally(cells, start, recent_first, usage.terms_now.entitlements)
+    month_days = (start + timedelta(days=i) for i in range((end - start).days))
+    terms = _terms_rated(usage)
     return PortalUsage(
-        period=f"{start:%Y-%m}", start=start, end=end, calls=calls, billable_calls=billable,
-        unflushed=unflushed, live=live, included=customer.plan.included_calls,
-        days=tuple((start + timedelta(days=i), days.get(start + timedelta(days=i), 0)) for i in range((end - start).days)),
-        by_product=dict(by_product), recent_days=recent_days,
+        period=usage.rating.period, start=start, end=end, live_usage=usage, live=live,
+        days=tuple((day, usage.by_day.get(day, 0)) for day in month_days),
+        recent_days=tuple(recent_first + timedelta(days=i) for i in range(RECENT_DAYS)),
         recent_by_product={p: tuple(v) for p, v in recent.items()},
-        per_key=_key_usage(customer, by_key), projected_calls=projected_calls,
-        overage_so_far=overage_amount(plan=customer.plan, calls=billable),
-        projected=invoice_compute(customer=customer, period=f"{start:%Y-%m}", calls=projected_calls),
+        per_key=_key_usage(customer, by_key), projected=usage_projected(customer=customer, usage=usage, terms=terms, now=now),
+        trials=_trial_spans(usage, terms),
     )
 
 
@@ -283,7 +327,7 @@ class TrialNotice:
 
 
 def trial_notice(*, customer: Customer) -> TrialNotice | None:
-    """Mirrors billing.services.trial_end: a card keeps the plan, else the default plan."""
+    """Mirrors billing.subscriptions.trial_end: a card keeps the plan, else the default plan."""
     if customer.status != Customer.Status.TRIAL or customer.trial_ends_at is None:
         return None
     fallback = Plan.objects.filter(is_default=True).first()
@@ -301,10 +345,10 @@ class LockedProduct:
     cheapest_plan: PlanOffer | None  # the cheapest public plan that includes it
 
 
-def products_locked(*, plan: Plan) -> list[LockedProduct]:
-    """Products the customer's plan does not include, each with the cheapest plan that does
-    (the same suggestion the API's 403 answer makes)."""
+def products_locked(*, terms: Plan | Terms) -> list[LockedProduct]:
+    """Products the customer's terms do not include (the API enforces the terms, not the live
+    plan), each with the cheapest plan that does (the same suggestion the API's 403 answer makes)."""
     return [
         LockedProduct(slug=slug, name=name, cheapest_plan=plan_cheapest_allowing(product=slug))
-        for slug, name in Product.choices if not plan.allows(slug)
+        for slug, name in Product.choices if not terms.allows(slug)
     ]

@@ -16,7 +16,9 @@ from billing.models import Invoice
 
 from .charts import Chart, Series
 from .models import ReconciliationIssue
-from .revenue import Overview, book_load, call_stats, customer_revenue, dashboard_overview, invoice_totals, month_start
+from .revenue import (
+    Overview, book_load, call_stats, collector_paused, customer_revenue, dashboard_overview, invoice_totals, month_start,
+)
 
 ISSUES_LISTED = 50
 
@@ -81,9 +83,10 @@ CSV_HEADER = ["customer_id", "company", "plan", "status", "mrr", "calls_this_mon
 @staff_required
 def customers_csv(request: HttpRequest) -> StreamingHttpResponse:
     """Every customer, the same figures the dashboard shows; money as plain decimals."""
-    book = book_load()
-    last_period = f"{month_start(book.now.date(), 1):%Y-%m}"
-    rows = customer_revenue(book=book, calls=call_stats(now=book.now), last_totals=invoice_totals(period=last_period))
+    with collector_paused():
+        book = book_load()
+        last_period = f"{month_start(book.now.date(), 1):%Y-%m}"
+        rows = customer_revenue(book=book, calls=call_stats(now=book.now), last_totals=invoice_totals(period=last_period))
     writer = csv.writer(_Echo())
     lines = [CSV_HEADER] + [
         [r.customer_id, r.company, r.plan.slug, r.status, f"{r.mrr:.2f}", r.calls, r.calls_last,

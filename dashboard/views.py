@@ -34,7 +34,8 @@ def portal(request: HttpRequest, customer: Customer) -> HttpResponse:
         "customer": customer,
         "usage": usage,
         "invoices": invoices_recent(customer=customer),
-        "locked_products": products_locked(plan=customer.plan),
+        "terms": usage.terms,
+        "locked_products": products_locked(terms=usage.terms),
         "active_keys": sum(1 for row in usage.per_key if row.key_id is not None and row.active),
         "daily_chart": Chart(
             title=f"Calls per day, {usage.period}", kind="bar",

@@ -21,13 +21,15 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Customer
 from accounts.services import api_key_issue
-from billing.calculations import period_bounds, period_of, period_previous
+from core.periods import period_bounds, period_of, period_previous
 from billing.models import Invoice, PaymentMethod, PlanChange, TrialNotice
 from billing.payments import invoice_charge_run
-from billing.services import invoice_generate, invoice_issue, invoice_mark_paid, trial_end
+from billing.subscriptions import trial_end
+from billing.invoicing import invoice_generate, invoice_issue, invoice_mark_paid
 from metering.models import UsageRecord
 from outbox.models import OutboxTask
 from plans.models import Plan
+from plans.services import terms_current
 
 COMPANIES = [
     "Acme Logistics", "Bluefin Travel", "Cobalt Insurance", "Dune Analytics", "Evergreen Foods",
@@ -171,12 +173,15 @@ def _between(rng: random.Random, start: datetime, end: datetime) -> datetime:
 def _customer_create(*, rng: random.Random, n: int, company: str, life: Life, now: datetime) -> Customer:
     email = EMAIL.format(n=n)
     user = get_user_model().objects.create_user(username=email, email=email, password=None, date_joined=life.created)
-    current = life.plan_at(now)
+    # Created on the plan it signed up for (its signup terms), then moved along its history.
     customer = Customer.objects.create(
-        owner=user, company=company, plan=current, created_at=life.created, trial_ends_at=life.trial_ends_at,
+        owner=user, company=company, plan=life.plan, created_at=life.created, trial_ends_at=life.trial_ends_at,
+        trial_started_at=life.created if life.trial_ends_at else None,
         status="active" if life.status == "past_due" else life.status,
     )
     _history_write(rng=rng, customer=customer, life=life, now=now)
+    customer.plan = life.plan_at(now)
+    customer.save(update_fields=["plan"])
     _keys_and_usage(rng=rng, customer=customer, life=life, now=now)
     if life.status == "past_due":
         last = _invoices_catch_up(customer=customer, now=now, leave_last_open=True)
@@ -188,7 +193,8 @@ def _customer_create(*, rng: random.Random, n: int, company: str, life: Life, no
 def _history_write(*, rng: random.Random, customer: Customer, life: Life, now: datetime) -> None:
     previous = life.plan
     for at, to_plan, reason in life.changes:
-        PlanChange.objects.create(customer=customer, from_plan=previous, to_plan=to_plan, at=at, reason=reason)
+        PlanChange.objects.create(customer=customer, from_plan=previous, to_plan=to_plan, at=at, reason=reason,
+                                  terms=terms_current(plan=to_plan))
         previous = to_plan
     if life.trial_ends_at and life.trial_ends_at <= now:
         TrialNotice.objects.bulk_create([

@@ -1,7 +1,6 @@
 """The metered /v1 API: one APIView per operation, thin, over the product analyzers."""
 from __future__ import annotations
 
-from decimal import Decimal
 
 from django.conf import settings
 from django.utils import timezone
@@ -15,7 +14,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from plans.models import Product
-from plans.pricing import overage_amount, overage_calls
 
 from .errors import error_body
 from .meter import meter_settle
@@ -25,8 +23,7 @@ from .products.geocode import geocode_reverse, geocode_search
 from .products.image import DEFAULT_MAX_FULL_DECODE_PIXELS as MAX_FULL_DECODE_PIXELS
 from .products.image import MAX_FRAMES, image_analyze
 from .products.text import MAX_TEXT_LENGTH, text_analyze
-from .selectors import usage_summary
-from .throttling import PlanThrottle, RateLimited, UsageReadThrottle, throttled_error
+from .throttling import PlanThrottle, RateLimited, throttled_error
 
 
 class StrictCharField(serializers.CharField):
@@ -71,7 +68,7 @@ METERED_HEADERS = [
 ]
 
 
-def _errors(*codes: int) -> dict:
+def errors_documented(*codes: int) -> dict:
     described = {
         400: "Bad input; `fields` names each problem.",
         401: "`API key required` or `Invalid API key` (unknown, revoked or expired).",
@@ -90,7 +87,7 @@ def _errors(*codes: int) -> dict:
 METERED_ERRORS = (400, 401, 402, 403, 429, 503)
 
 
-def _error_example(name: str, status: int, message: str, code: str, **extra) -> OpenApiExample:
+def error_example(name: str, status: int, message: str, code: str, **extra) -> OpenApiExample:
     return OpenApiExample(name, value={**error_body(message, code), **extra}, response_only=True,
                           status_codes=[str(status)])
 
@@ -101,29 +98,29 @@ UPGRADE_EXAMPLE = {
     "upgrade_plan": {"slug": "starter", "name": "Starter", "price": "49.00"},
 }
 ACCESS_ERROR_EXAMPLES = [
-    _error_example("No key", 401, "API key required", "api_key_required"),
-    _error_example("Bad key", 401, "Invalid API key", "invalid_api_key"),
-    _error_example("Unpaid invoice", 402, "Payment required", "payment_required"),
-    _error_example("Cancelled account", 403, "Account cancelled", "account_cancelled"),
+    error_example("No key", 401, "API key required", "api_key_required"),
+    error_example("Bad key", 401, "Invalid API key", "invalid_api_key"),
+    error_example("Unpaid invoice", 402, "Payment required", "payment_required"),
+    error_example("Cancelled account", 403, "Account cancelled", "account_cancelled"),
 ]
 METERED_ERROR_EXAMPLES = [
     *ACCESS_ERROR_EXAMPLES,
-    _error_example("Product not in plan", 403, "Your plan does not include this endpoint", "not_entitled",
+    error_example("Product not in plan", 403, "Your plan does not include this endpoint", "not_entitled",
                    **UPGRADE_EXAMPLE),
-    _error_example("Rate limit", 429, "Rate limit exceeded", "rate_limited"),
-    _error_example("Monthly quota", 429, "Monthly quota exceeded. Upgrade your plan.", "quota_exceeded",
+    error_example("Rate limit", 429, "Rate limit exceeded", "rate_limited"),
+    error_example("Monthly quota", 429, "Monthly quota exceeded. Upgrade your plan.", "quota_exceeded",
                    **UPGRADE_EXAMPLE),
-    _error_example("Spend cap", 429, "Spend cap reached", "spend_cap"),
-    _error_example("Try again shortly", 503, "Metering is unavailable; try again shortly", "metering_unavailable"),
+    error_example("Spend cap", 429, "Spend cap reached", "spend_cap"),
+    error_example("Try again shortly", 503, "Metering is unavailable; try again shortly", "metering_unavailable"),
 ]
 
 
-def _ok_example(name: str, value: dict) -> OpenApiExample:
+def ok_example(name: str, value: dict) -> OpenApiExample:
     return OpenApiExample(name, value=value, response_only=True, status_codes=["200"])
 
 
 def _bad_input_example(name: str, fields: dict) -> OpenApiExample:
-    return _error_example(name, 400, "Invalid input", "invalid_input", fields=fields)
+    return error_example(name, 400, "Invalid input", "invalid_input", fields=fields)
 
 
 class MeteredApi(APIView):
@@ -190,9 +187,9 @@ class GeocodeApi(MeteredApi):
             "`sao paulo` finds São Paulo. A call that finds nothing answers 200 with empty `results` and is billed."
         ),
         parameters=[InputSerializer, *METERED_HEADERS],
-        responses={200: OutputSerializer, **_errors(*METERED_ERRORS)},
+        responses={200: OutputSerializer, **errors_documented(*METERED_ERRORS)},
         examples=[
-            _ok_example("Paris", {"query": "Paris", "results": [PARIS, {
+            ok_example("Paris", {"query": "Paris", "results": [PARIS, {
                 "name": "Parys", "country_code": "ZA", "country": "South Africa", "admin1": "03", "lat": -26.9033,
                 "lon": 27.45727, "population": 71319, "timezone": "Africa/Johannesburg"}]}),
             _bad_input_example("Missing q", {"q": ["This field is required."]}),
@@ -229,9 +226,9 @@ class ReverseGeocodeApi(MeteredApi):
             "The cities and towns nearest to `lat`, `lon`, nearest first, with their great-circle distance."
         ),
         parameters=[InputSerializer, *METERED_HEADERS],
-        responses={200: OutputSerializer, **_errors(*METERED_ERRORS)},
+        responses={200: OutputSerializer, **errors_documented(*METERED_ERRORS)},
         examples=[
-            _ok_example("Central Paris", {"results": [{
+            ok_example("Central Paris", {"results": [{
                 **PARIS, "name": "Paris 04 Hôtel-de-Ville", "lat": 48.8601, "lon": 2.3507, "population": 27332,
                 "distance_km": 0.4}]}),
             _bad_input_example("Latitude out of range", {"lat": ["Ensure this value is less than or equal to 90."]}),
@@ -298,12 +295,12 @@ class TextAnalyzeApi(MeteredApi):
             "(`GREAT!!!`) and emoji."
         ),
         request=InputSerializer, parameters=METERED_HEADERS,
-        responses={200: OutputSerializer, **_errors(*METERED_ERRORS, 413)},
+        responses={200: OutputSerializer, **errors_documented(*METERED_ERRORS, 413)},
         examples=[
             OpenApiExample("A product review", request_only=True, value={
                 "text": "The new release is fast and the docs are great. Support never answered, though.",
             }),
-            _ok_example("A product review", {
+            ok_example("A product review", {
                 "sentiment": {"label": "positive", "score": 0.7783, "compound": 0.7783, "pos": 0.362, "neu": 0.638,
                               "neg": 0.0},
                 "counts": {"characters": 79, "words": 14, "sentences": 2},
@@ -311,7 +308,7 @@ class TextAnalyzeApi(MeteredApi):
                              {"word": "fast", "count": 1}, {"word": "great", "count": 1}],
             }),
             _bad_input_example("Missing text", {"text": ["This field is required."]}),
-            _error_example("Body too large", 413, "Request body too large", "payload_too_large"),
+            error_example("Body too large", 413, "Request body too large", "payload_too_large"),
             *METERED_ERROR_EXAMPLES,
         ],
     )
@@ -362,18 +359,18 @@ class ImageAnalyzeApi(MeteredApi):
             "pixel format, frame count, main colours and basic camera metadata. The file is read, not stored."
         ),
         request={"multipart/form-data": InputSerializer},
-        parameters=METERED_HEADERS, responses={200: OutputSerializer, **_errors(*METERED_ERRORS, 413)},
+        parameters=METERED_HEADERS, responses={200: OutputSerializer, **errors_documented(*METERED_ERRORS, 413)},
         examples=[
-            _ok_example("A photo", {
+            ok_example("A photo", {
                 "format": "JPEG", "width": 1200, "height": 800, "mode": "RGB", "megapixels": 0.96,
                 "animated": False, "frames": 1,
                 "dominant_colors": [{"hex": "#1e5ac8", "share": 0.625}, {"hex": "#eff0ea", "share": 0.375}],
                 "exif": {"make": "Canon", "model": "Canon EOS R6", "orientation": 1},
             }),
-            _error_example("Not an image", 400, "Not a valid image in a supported format (JPEG, PNG, GIF, WebP, "
+            error_example("Not an image", 400, "Not a valid image in a supported format (JPEG, PNG, GIF, WebP, "
                            "BMP, TIFF, AVIF).", "invalid_image", fields={"image": [
                                "Not a valid image in a supported format (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF)."]}),
-            _error_example("Too large", 413, "Image larger than 10 MB", "image_too_large",
+            error_example("Too large", 413, "Image larger than 10 MB", "image_too_large",
                            fields={"image": ["Image larger than 10 MB"]}),
             *METERED_ERROR_EXAMPLES,
         ],
@@ -389,68 +386,6 @@ class ImageAnalyzeApi(MeteredApi):
         return Response(image_analyze(
             data=upload.read(), max_bytes=settings.IMAGE_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS,
         ))
-
-
-class UsageApi(APIView):
-    # The caller's own usage this period (as GitHub's /rate_limit): not billed, outside the plan's
-    # rate limit, but limited on its own (USAGE_API_PER_MINUTE per customer). A comment, not a
-    # docstring: drf-spectacular would publish a docstring.
-
-    throttle_classes = [UsageReadThrottle]
-
-    def throttled(self, request, wait):
-        raise RateLimited(wait=wait)
-
-    @extend_schema_serializer(component_name="UsageOutput")
-    class OutputSerializer(serializers.Serializer):
-        period = serializers.CharField(help_text="The month, `YYYY-MM`, UTC.")
-        plan = serializers.CharField(help_text="Your plan's name.")
-        calls = serializers.IntegerField(help_text="Billed calls this month, all keys and products together.")
-        included = serializers.IntegerField(help_text="Calls your plan includes each month.")
-        remaining = serializers.IntegerField(help_text="Included calls left this month.")
-        overage_calls = serializers.IntegerField(help_text="Calls beyond the included ones (0 on a hard-capped plan).")
-        overage_amount = serializers.DecimalField(
-            max_digits=12, decimal_places=2, help_text="Overage so far this month, USD (before tax)."
-        )
-        rate_limit_per_minute = serializers.IntegerField(help_text="Calls allowed in any 60 seconds.")
-        by_product = serializers.DictField(child=serializers.IntegerField(), help_text=(
-            "Billed calls this month per product: `geocode`, `text`, `image`."
-        ))
-
-    @extend_schema(
-        operation_id="usage", summary="Your usage this month", tags=["Account"],
-        description=(
-            "This month's billed calls, what your plan includes and the overage so far: the same numbers as "
-            "the portal and your invoice. Free, and outside your plan's rate limit; it has its own limit of "
-            f"{settings.USAGE_API_PER_MINUTE} calls a minute (then 429 `rate_limited`). Counts are current "
-            "to within a few seconds."
-        ),
-        responses={200: OutputSerializer, **_errors(401, 402, 403, 429)},
-        examples=[
-            _ok_example("Mid-month on Starter", {
-                "period": "2026-11", "plan": "Starter", "calls": 51500, "included": 50000, "remaining": 0,
-                "overage_calls": 1500, "overage_amount": "1.50", "rate_limit_per_minute": 100,
-                "by_product": {"geocode": 40210, "text": 9870, "image": 1420},
-            }),
-            *ACCESS_ERROR_EXAMPLES,
-            _error_example("Rate limit", 429, "Rate limit exceeded", "rate_limited"),
-        ],
-    )
-    def get(self, request):
-        config = request.auth
-        summary = usage_summary(customer_id=config.customer_id, day=timezone.now().date(), cached=True)
-        extra = overage_calls(calls=summary.calls, included_calls=config.included_calls, hard_cap=config.hard_cap)
-        return Response({
-            "period": summary.period,
-            "plan": config.plan_name,
-            "calls": summary.calls,
-            "included": config.included_calls,
-            "remaining": max(0, config.included_calls - summary.calls),
-            "overage_calls": extra,
-            "overage_amount": str(overage_amount(calls=extra, unit_price=Decimal(config.overage_price))),
-            "rate_limit_per_minute": config.rate_per_minute,
-            "by_product": summary.by_product,
-        })
 
 
 def _content_length(request) -> int:

@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from accounts.keyformat import key_hash
 from accounts.models import ApiKey, Customer
-from plans.models import Plan
+from plans.models import Plan, Terms
+from plans.services import terms_current
 
 from . import connection
 
@@ -103,7 +104,8 @@ def key_config_reload(raw_key: str) -> KeyConfig | None:
 
 
 def key_config_load(digest: str) -> KeyConfig | None:
-    key = ApiKey.objects.select_related("customer__plan", "customer__usage_limits").filter(key_hash=digest).first()
+    key = (ApiKey.objects.select_related("customer__plan", "customer__terms", "customer__usage_limits")
+           .filter(key_hash=digest).first())
     if key is None or not key.is_active():
         return None
     return _build(key)
@@ -149,15 +151,17 @@ def _build(key: ApiKey) -> KeyConfig:
     )
 
 
-def _effective_plan(customer: Customer) -> tuple[Plan, str, float | None]:
+def _effective_plan(customer: Customer) -> tuple[Terms | Plan, str, float | None]:
+    """The terms the API enforces: the customer's own snapshot (DESIGN §6), never the live plan."""
+    terms = customer.terms or terms_current(plan=customer.plan)
     if customer.status == Customer.Status.CANCELLED:
-        return customer.plan, Access.CANCELLED, None
+        return terms, Access.CANCELLED, None
     if customer.status == Customer.Status.PAST_DUE:
         grace_end = (customer.past_due_since or timezone.now()) + timedelta(days=settings.BILLING_GRACE_DAYS)
         if timezone.now() >= grace_end:
-            return customer.plan, Access.PAYMENT_REQUIRED, None
-        # During the grace period the customer keeps serving, at the default plan's limits;
-        # the deadline travels with the cached config so no cache can outlive it.
-        fallback = Plan.objects.filter(is_default=True).first() or customer.plan
+            return terms, Access.PAYMENT_REQUIRED, None
+        # During the grace period the customer keeps serving, at the default plan's limits (limits,
+        # not money: the live plan's); the deadline travels with the cached config.
+        fallback = Plan.objects.filter(is_default=True).first() or terms
         return fallback, Access.OK, grace_end.timestamp()
-    return customer.plan, Access.OK, None
+    return terms, Access.OK, None

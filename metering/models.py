@@ -51,6 +51,9 @@ class UsageLimits(models.Model):
     customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="usage_limits")
     alert_at_calls = models.JSONField(default=list, blank=True)
     call_ceiling = models.PositiveBigIntegerField(null=True, blank=True)
+    # The hard-stop spend cap in dollars (empty: none). Kept here, below billing, so the invoice
+    # and plan changes can honour it (DESIGN §6); notifications owns the setting and syncs it.
+    spend_cap = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -58,3 +61,18 @@ class UsageLimits(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: alerts {self.alert_at_calls}, ceiling {self.call_ceiling}"
+
+
+class SpendCapChange(models.Model):
+    """When a customer's hard-stop spend cap took each value (None: no hard stop).
+
+    A period's invoice is bounded by the cap in force at the period's end, never by one set
+    later: lowering the cap at 00:10 on the 1st must not shrink the month just closed.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="spend_cap_changes")
+    spend_cap = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["customer", "at"])]

@@ -9,6 +9,8 @@ from datetime import date, datetime, time, timezone as dt_timezone
 from django.db import connection as db
 from django.db.models import Max, Sum
 
+from core.periods import period_bounds, period_of
+
 from . import connection
 from .models import UsageFlush, UsageRecord
 from .usage_fields import (
@@ -17,9 +19,8 @@ from .usage_fields import (
 
 
 def month_bounds(day: date) -> tuple[date, date]:
-    start = day.replace(day=1)
-    end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
-    return start, end
+    """The billing period `day` is in: its first day and the next period's (core.periods)."""
+    return period_bounds(period_of(day))
 
 
 def usage_month_snapshot(*, customer_id: int, day: date, flush_id: str) -> tuple[int, bool]:

@@ -6,6 +6,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone as dt_timezone
+from decimal import Decimal
 
 from django.db import IntegrityError, connection as db, transaction
 from django.db.models import F, Value
@@ -18,7 +19,7 @@ from accounts.models import ApiKey, Customer
 
 from . import connection
 from .meter import _month_ttl, meter_commits_send, open_calls_keys
-from .models import UsageFlush, UsageLimits, UsageRecord
+from .models import SpendCapChange, UsageFlush, UsageLimits, UsageRecord
 from .selectors import usage_month_snapshot
 from .usage_fields import flush_generation_key, month_counter_key, open_calls_key, usage_batch_parse
 
@@ -304,12 +305,18 @@ def month_counter_seed(*, customer_id: int, day: date, version: int) -> int:
     raise RuntimeError("flushes kept moving the month's usage while rebuilding its counter")
 
 
-def usage_limits_set(*, customer_id: int, alert_at_calls: list[int], call_ceiling: int | None) -> None:
+def usage_limits_set(
+    *, customer_id: int, alert_at_calls: list[int], call_ceiling: int | None, spend_cap: Decimal | None = None,
+) -> None:
     """Store where a customer's usage alerts fire and where its calls stop. Saving raises the
     customer's config version (signals), so the next call sees it."""
     if call_ceiling is not None and call_ceiling < 0:
         raise ValueError("call_ceiling cannot be negative")
     thresholds = sorted({int(t) for t in alert_at_calls if int(t) > 0})
+    previous = UsageLimits.objects.filter(customer_id=customer_id).values_list("spend_cap", flat=True).first()
+    if previous != spend_cap:
+        SpendCapChange.objects.create(customer_id=customer_id, spend_cap=spend_cap)
     UsageLimits.objects.update_or_create(
-        customer_id=customer_id, defaults={"alert_at_calls": thresholds, "call_ceiling": call_ceiling},
+        customer_id=customer_id,
+        defaults={"alert_at_calls": thresholds, "call_ceiling": call_ceiling, "spend_cap": spend_cap},
     )

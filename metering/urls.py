@@ -8,7 +8,6 @@ urlpatterns = [
     path("geocode/reverse", apis.ReverseGeocodeApi.as_view(), name="geocode-reverse"),
     path("text/analyze", apis.TextAnalyzeApi.as_view(), name="text-analyze"),
     path("image/analyze", apis.ImageAnalyzeApi.as_view(), name="image-analyze"),
-    path("usage", apis.UsageApi.as_view(), name="usage"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file: no inline script, so the
     # Content-Security-Policy needs no 'unsafe-inline' for scripts.

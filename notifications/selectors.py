@@ -2,19 +2,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Customer
-from billing.calculations import period_of
-from billing.selectors import invoice_compute
-from plans.models import Plan
+from billing.rating import Run
+from billing.selectors import LiveUsage, usage_live
+from core.money import HALF_CENT
+from core.periods import day_start
 
 from .models import DEFAULT_THRESHOLDS, NotificationSettings, UsageAlert, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
-CENT = Decimal("0.01")
-HALF_CENT = Decimal("0.005")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class AlertPoint:
 class UsageLimitsPlan:
     points: tuple[AlertPoint, ...]
     call_ceiling: int | None
+    spend_cap: Decimal | None = None  # the hard stop in dollars, for billing to bound the invoice
 
     @property
     def alert_at_calls(self) -> list[int]:
@@ -55,51 +57,75 @@ def alert_settings_get(*, customer: Customer) -> AlertSettings:
     return AlertSettings(row.alerts_enabled, tuple(row.thresholds), row.spend_cap, row.cap_mode)
 
 
-def spend_cap_calls(*, plan: Plan, fixed: Decimal, cap: Decimal) -> int | None:
-    """The most calls in a period whose invoice stays within `cap`; None if usage never adds cost.
+def spend_cap_calls(*, run: Run, owed_elsewhere: Decimal, cap: Decimal) -> int | None:
+    """The most calls the current run may make while the period's invoice stays within `cap`;
+    None when its calls never add cost (hard-capped terms or no overage price).
 
-    `fixed` is the period's invoice without overage (prorated base fees, trial days free); the
-    overage line is (calls - included) x overage price of the plan held at period end, rounded
-    half-up to cents (DESIGN §6). A cap below the fixed part (left from a cheaper plan) stops at
-    the included calls: the base fee is owed anyway, the overage is not.
+    `owed_elsewhere` is everything the period owes but this run's overage: every run's base fee
+    (today's terms through the period's end) and the other runs' overage. The run's overage is
+    (calls − allowance) × its overage price, rounded half-up to cents (DESIGN §6), so n calls past
+    the allowance fit while round_half_up(n × price) ≤ cap − owed_elsewhere. A cap already below
+    what is owed stops the run at its allowance: the base fee is owed anyway, the overage is not.
     """
-    if plan.hard_cap or plan.overage_price <= 0:
+    terms = run.terms
+    if terms.hard_cap or terms.overage_price <= 0:
         return None
-    remaining = cap - fixed
+    remaining = cap - owed_elsewhere
     if remaining < 0:
-        return plan.included_calls
+        return run.allowance
     # round_half_up(n * p) <= remaining  <=>  n * p < remaining + half a cent
-    limit = ((remaining + HALF_CENT) / plan.overage_price).to_integral_value(rounding=ROUND_CEILING)
-    return plan.included_calls + int(limit) - 1
+    limit = ((remaining + HALF_CENT) / terms.overage_price).to_integral_value(rounding=ROUND_CEILING)
+    return run.allowance + int(limit) - 1
 
 
-def spend_cap_calls_for(*, customer: Customer, cap: Decimal, period: str | None = None) -> int | None:
-    """The customer's cap in metered calls this period, from the invoice computation itself.
+def threshold_calls(*, allowance: int, percent: int) -> int:
+    return int((Decimal(allowance) * percent / 100).to_integral_value(rounding=ROUND_CEILING))
 
-    The meter counts trial-day calls too, which are never billed, so the bill at the ceiling is
-    at most the cap.
+
+def usage_limits_plan(*, customer: Customer, live: LiveUsage | None = None) -> UsageLimitsPlan:
+    """What the meter must watch for this customer, as month call counts: the usage alerts (a
+    percentage of the current run's allowance) and the hard-stop ceiling, from the invoice's own
+    rating of the period so far.
+
+    The meter counts every call of the month; calls on days outside the current run (earlier runs,
+    trial days) are already in that count and stay there, so each point is that count plus the
+    current run's calls at which the point is reached. During a trial calls are free: nothing to
+    watch until the trial ends (its end resyncs the limits).
     """
-    period = period or period_of(timezone.now())
-    fixed = invoice_compute(customer=customer, period=period, calls=customer.plan.included_calls).total
-    return spend_cap_calls(plan=customer.plan, fixed=fixed, cap=cap)
-
-
-def threshold_calls(*, plan: Plan, percent: int) -> int:
-    return int((Decimal(plan.included_calls) * percent / 100).to_integral_value(rounding=ROUND_CEILING))
-
-
-def usage_limits_plan(*, customer: Customer) -> UsageLimitsPlan:
-    """What the meter must watch for this customer: alert points and the hard-stop ceiling."""
-    plan, chosen = customer.plan, alert_settings_get(customer=customer)
+    chosen = alert_settings_get(customer=customer)
+    live = live or usage_live(customer=customer)
+    run = live.current
+    if run is None:
+        return UsageLimitsPlan(points=(), call_ceiling=None, spend_cap=chosen.spend_cap if chosen.hard_stop else None)
+    outside = live.month_calls - run.calls
     points = []
-    if chosen.alerts_enabled and plan.included_calls > 0:
-        points += [AlertPoint(UsageAlert.Kind.USAGE, p, threshold_calls(plan=plan, percent=p)) for p in chosen.thresholds]
-    cap_calls = spend_cap_calls_for(customer=customer, cap=chosen.spend_cap) if chosen.spend_cap is not None and plan.is_paid else None
+    if chosen.alerts_enabled and run.allowance > 0:
+        points += [AlertPoint(UsageAlert.Kind.USAGE, p, outside + threshold_calls(allowance=run.allowance, percent=p))
+                   for p in chosen.thresholds]
+    cap_calls = None
+    if chosen.spend_cap is not None and run.terms.is_paid:
+        in_run = spend_cap_calls(run=run, owed_elsewhere=live.rating.charges - run.overage, cap=chosen.spend_cap)
+        cap_calls = None if in_run is None else outside + in_run
     if cap_calls is not None:
         points.append(AlertPoint(UsageAlert.Kind.SPEND_CAP, int(chosen.spend_cap * 100), cap_calls))
     points = [point for point in points if point.calls > 0]
     ceiling = cap_calls if chosen.hard_stop and cap_calls is not None else None
-    return UsageLimitsPlan(points=tuple(points), call_ceiling=ceiling)
+    return UsageLimitsPlan(points=tuple(points), call_ceiling=ceiling,
+                           spend_cap=chosen.spend_cap if chosen.hard_stop else None)
+
+
+def usage_limits_due(*, now: datetime | None = None) -> list[int]:
+    """Customers whose run changed at the start of today (UTC): after a plan change or a trial's
+    end yesterday, and everyone not cancelled on the first day of a period."""
+    now = now or timezone.now()
+    today = day_start(now.date())
+    customers = Customer.objects.exclude(status=Customer.Status.CANCELLED)
+    if now.day == 1:
+        return list(customers.order_by("pk").values_list("pk", flat=True))
+    yesterday = today - timedelta(days=1)
+    changed = Q(plan_changes__at__gte=yesterday, plan_changes__at__lt=today)
+    trial_over = Q(trial_ends_at__gte=yesterday, trial_ends_at__lt=today)
+    return list(customers.filter(changed | trial_over).distinct().order_by("pk").values_list("pk", flat=True))
 
 
 def alert_points_at(*, customer: Customer, calls: int) -> list[AlertPoint]:

@@ -8,15 +8,19 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 import outbox
 from accounts.models import Customer
+from billing.selectors import usage_live
+from core.money import CENT
+from metering.services import usage_limits_set
 
 from .models import NotificationSettings, UsageAlert, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from .outbound import webhook_post
-from .selectors import CENT, AlertPoint, UsageLimitsPlan, alert_points_at, usage_limits_plan
+from .selectors import AlertPoint, UsageLimitsPlan, alert_points_at, usage_limits_plan
 from .signing import HEADER, signature_header
 from .validation import settings_validate, webhook_url_validate
 
@@ -48,7 +52,12 @@ RETRY_DELAYS = retry_delays()
 def notification_settings_update(
     *, customer: Customer, alerts_enabled: bool, thresholds: list[int], spend_cap: Decimal | None, cap_mode: str,
 ) -> NotificationSettings:
-    thresholds = settings_validate(plan=customer.plan, thresholds=thresholds, spend_cap=spend_cap, cap_mode=cap_mode)
+    thresholds = settings_validate(plan=customer.terms, thresholds=thresholds, spend_cap=spend_cap, cap_mode=cap_mode)
+    if spend_cap is not None and cap_mode == NotificationSettings.CapMode.STOP:
+        # A hard stop below what the month already owes would bound the invoice and forgive the rest.
+        owed = usage_live(customer=customer).rating.charges
+        if spend_cap < owed:
+            raise ValidationError({"spend_cap": f"This month already comes to ${owed:,}; a hard stop must be at least that."})
     row, _ = NotificationSettings.objects.update_or_create(
         customer=customer,
         defaults={"alerts_enabled": alerts_enabled, "thresholds": thresholds, "spend_cap": spend_cap,
@@ -60,11 +69,10 @@ def notification_settings_update(
 
 def usage_limits_sync(*, customer_id: int) -> UsageLimitsPlan:
     """Hand the meter this customer's alert points and hard-stop ceiling, in calls."""
-    from metering.services import usage_limits_set
-
     customer = Customer.objects.select_related("plan").get(pk=customer_id)
     limits = usage_limits_plan(customer=customer)
-    usage_limits_set(customer_id=customer_id, alert_at_calls=limits.alert_at_calls, call_ceiling=limits.call_ceiling)
+    usage_limits_set(customer_id=customer_id, alert_at_calls=limits.alert_at_calls, call_ceiling=limits.call_ceiling,
+                     spend_cap=limits.spend_cap)
     return limits
 
 

@@ -78,10 +78,12 @@ def usage_limits_sync_plan(*, plan_id: int) -> int:
 
 @shared_task
 def usage_limits_refresh() -> int:
-    """A new period: spend caps become calls again against this month's fixed charges."""
-    from .models import NotificationSettings
+    """Beat, daily at 00:05 UTC: a day that starts a new run (the day after a plan change or a
+    trial's end, every customer on the 1st) moves alert points and spend-cap ceilings, which are
+    counted within the current run (notifications.selectors.usage_limits_plan)."""
+    from .selectors import usage_limits_due
 
-    ids = list(NotificationSettings.objects.filter(spend_cap__isnull=False).values_list("customer_id", flat=True))
+    ids = usage_limits_due()
     for customer_id in ids:
         usage_limits_sync.delay(customer_id=customer_id)
     return len(ids)

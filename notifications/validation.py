@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
-from plans.models import Plan
+from plans.models import Terms
 
 from .models import NotificationSettings
 from .outbound import address_is_public
@@ -27,7 +27,7 @@ def thresholds_validate(thresholds: list[int]) -> list[int]:
     return sorted(set(thresholds))
 
 
-def spend_cap_validate(*, plan: Plan, spend_cap: Decimal | None) -> None:
+def spend_cap_validate(*, plan: Terms, spend_cap: Decimal | None) -> None:
     if spend_cap is None:
         return
     if not plan.is_paid:
@@ -38,7 +38,7 @@ def spend_cap_validate(*, plan: Plan, spend_cap: Decimal | None) -> None:
         raise ValidationError({"spend_cap": f"The cap must be at least your plan's monthly price (${plan.price})."})
 
 
-def settings_validate(*, plan: Plan, thresholds: list[int], spend_cap: Decimal | None, cap_mode: str) -> list[int]:
+def settings_validate(*, plan: Terms, thresholds: list[int], spend_cap: Decimal | None, cap_mode: str) -> list[int]:
     if cap_mode not in NotificationSettings.CapMode.values:
         raise ValidationError({"cap_mode": "Choose alert only or hard stop."})
     spend_cap_validate(plan=plan, spend_cap=spend_cap)

@@ -68,3 +68,46 @@ class Plan(models.Model):
 
     def allows(self, product: str) -> bool:
         return product in self.entitlements
+
+
+class Terms(models.Model):
+    """What a customer agreed to pay and may use: a plan's values at the moment the customer took them.
+
+    Rows never change. Signup and every plan change point at one; invoices, previews, the portal,
+    MRR and the API's limits read these, never the live Plan row, so staff editing a plan reprices
+    only new signups and changes (DESIGN §6, "Terms are a snapshot").
+    """
+
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="terms")
+    name = models.CharField(max_length=60)
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    included_calls = models.PositiveBigIntegerField()
+    overage_price = models.DecimalField(max_digits=12, decimal_places=6)
+    hard_cap = models.BooleanField()
+    rate_per_minute = models.PositiveIntegerField()
+    entitlements = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["plan", "-pk"]
+        verbose_name, verbose_name_plural = "set of terms", "sets of terms"
+
+    VALUE_FIELDS = ("name", "price", "included_calls", "overage_price", "hard_cap", "rate_per_minute", "entitlements")
+
+    def __str__(self) -> str:
+        return f"{self.name} (${self.price}/month, {self.included_calls:,} calls, terms #{self.pk})"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise ValueError("Terms never change: take new terms instead.")
+        super().save(*args, **kwargs)
+
+    @property
+    def is_paid(self) -> bool:
+        return self.price > 0
+
+    def allows(self, product: str) -> bool:
+        return product in self.entitlements
+
+    def values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.VALUE_FIELDS)

@@ -1,16 +1,29 @@
-"""The overage rule, once: the API's usage report, the portal and the invoice all call it."""
+"""The pricing rule for one run of days on one set of terms (DESIGN §6), once.
+
+Every figure a customer or staff member reads (invoice, portal, /v1/usage, spend cap, dashboard)
+is built from these four functions by `billing.rating`, which splits a period into runs.
+"""
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-CENT = Decimal("0.01")
+from core.money import money
 
 
-def overage_calls(*, calls: int, included_calls: int, hard_cap: bool) -> int:
-    """Calls beyond the included ones; a hard-capped plan never bills overage."""
-    return 0 if hard_cap else max(0, calls - included_calls)
+def run_base(*, price: Decimal, days: int, days_in_month: int) -> Decimal:
+    """The base fee of `days` days: price × days ÷ days in the month, half-up to cents."""
+    return money(Decimal(price) * days / days_in_month)
+
+
+def run_allowance(*, included_calls: int, days: int, days_in_month: int) -> int:
+    """Included calls × days ÷ days in the month, rounded half-up to a whole call (exact, in integers)."""
+    return (2 * included_calls * days + days_in_month) // (2 * days_in_month)
+
+
+def overage_calls(*, calls: int, allowance: int, hard_cap: bool) -> int:
+    """Calls beyond the allowance; a hard-capped plan never bills overage (its cap refuses them)."""
+    return 0 if hard_cap else max(0, calls - allowance)
 
 
 def overage_amount(*, calls: int, unit_price: Decimal) -> Decimal:
-    """Money is Decimal end to end; invoice lines round half-up to cents (DESIGN §3, §6)."""
-    return (unit_price * calls).quantize(CENT, rounding=ROUND_HALF_UP)
+    return money(Decimal(unit_price) * calls)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
@@ -40,14 +42,19 @@ def starter_plan(db):
     return seeded_plan("starter")
 
 
+SINCE_LAST_YEAR = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
 @pytest.fixture
 def customer(db, starter_plan):
-    return CustomerFactory(plan=starter_plan)
+    """On Starter since before this month: its run is the whole month, all 50,000 calls included
+    (a customer signed up today gets today's share of them, DESIGN §6)."""
+    return CustomerFactory(plan=starter_plan, created_at=SINCE_LAST_YEAR)
 
 
 @pytest.fixture
 def free_customer(db, free_plan):
-    return CustomerFactory(plan=free_plan)
+    return CustomerFactory(plan=free_plan, created_at=SINCE_LAST_YEAR)
 
 
 @pytest.fixture

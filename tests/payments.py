@@ -111,6 +111,16 @@ def card_confirm_as_stripe_js(*, client_secret: str, number: str = TEST_CARD) ->
         return json.loads(exc.read())
 
 
+def stripe_object(resource: str, object_id: str) -> dict:
+    """One object as localstripe holds it (payment_methods, payment_intents), read over HTTP."""
+    request = urllib.request.Request(
+        f"{settings.STRIPE_API_BASE}/v1/{resource}/{object_id}",
+        headers={"Authorization": f"Bearer {settings.STRIPE_SECRET_KEY}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
 def stripe_list(resource: str) -> list[dict]:
     """Everything localstripe holds of one kind (payment_intents, charges), oldest first."""
     request = urllib.request.Request(

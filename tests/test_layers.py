@@ -8,8 +8,9 @@ import pytest
 
 from tests.servers import ROOT
 
-# Lowest first. `demo` seeds data through every app, so it sits above them all.
-LAYERS = ["outbox", "plans", "accounts", "metering", "billing", "notifications", "dashboard", "demo"]
+# Lowest first. `core` is the ground floor (no app of ours); `demo` seeds data through every app,
+# so it sits above them all.
+LAYERS = ["core", "outbox", "plans", "accounts", "metering", "billing", "notifications", "dashboard", "demo"]
 
 
 def _imported_apps(path: Path) -> set[str]:

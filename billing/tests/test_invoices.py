@@ -10,10 +10,9 @@ from django.core.exceptions import ValidationError
 
 from accounts.models import Customer
 from billing.models import Invoice, InvoiceLine
-from billing.selectors import invoice_compute, plan_change_preview
-from billing.services import (
-    customer_cancel, invoice_credit_add, invoice_generate, invoice_issue, invoice_mark_paid, invoice_void, plan_change,
-)
+from billing.selectors import credit_balance, invoice_compute, plan_change_preview
+from billing.subscriptions import customer_cancel, plan_change
+from billing.invoicing import invoice_credit_add, invoice_generate, invoice_issue, invoice_mark_paid, invoice_void
 from tests.factories import CustomerFactory
 
 from .conftest import at, usage, utc
@@ -34,27 +33,31 @@ def test_an_upgrade_mid_month_prorates_each_plan_by_the_days_held_at_their_start
     usage(october_customer, date(2026, 11, 20), 250_000)
     with at(DECEMBER_1):
         invoice = invoice_generate(customer=october_customer, period="2026-11")
-    # Starter 1-16 Nov (16 of 30 days: the 16th began on Starter), Pro 17-30 Nov (14 days),
-    # overage at Pro, the plan held at the period end: 600,000 - 500,000 calls at $0.0005.
-    assert lines_of(invoice) == [("base", Decimal("26.13")), ("base", Decimal("92.87")), ("overage", Decimal("50.00"))]
-    assert invoice.total == Decimal("169.00")
+    # Starter 1-16 Nov (16 of 30 days: the 16th began on Starter): 49 x 16/30 = 26.13; allowance
+    # 50,000 x 16/30 = 26,666.7 -> 26,667; 350,000 calls -> 323,333 over at $0.001 = 323.33.
+    # Pro 17-30 Nov (14 days): 199 x 14/30 = 92.87; allowance 500,000 x 14/30 -> 233,333;
+    # 250,000 calls -> 16,667 over at $0.0005 = 8.3335 -> 8.33.
+    assert lines_of(invoice) == [("base", Decimal("26.13")), ("overage", Decimal("323.33")),
+                                 ("base", Decimal("92.87")), ("overage", Decimal("8.33"))]
+    assert invoice.total == Decimal("450.66")
     assert invoice.status == Invoice.Status.DRAFT and invoice.calls == 600_000 and invoice.plan == plans["pro"]
     base = invoice.lines.first()
     assert (base.starts_on, base.ends_on, base.quantity) == (date(2026, 11, 1), date(2026, 11, 17), 16)
 
 
-def test_a_downgrade_bills_overage_at_the_plan_held_when_the_period_ends(october_customer, plans):
-    october_customer.plan = plans["pro"]
-    october_customer.save()
+def test_a_downgrade_rates_the_calls_of_each_run_on_that_runs_terms(plans):
+    customer = CustomerFactory(plan=plans["pro"], created_at=utc(2026, 10, 1, 9))
     with at(utc(2026, 11, 20, 23, 59)):
-        plan_change(customer=october_customer, plan=plans["starter"])
-    usage(october_customer, date(2026, 11, 2), 120_000)
+        plan_change(customer=customer, plan=plans["starter"])
+    usage(customer, date(2026, 11, 2), 120_000)
+    usage(customer, date(2026, 11, 25), 20_000)
     with at(DECEMBER_1):
-        invoice = invoice_generate(customer=october_customer, period="2026-11")
-    # Pro 1-20 Nov: 199 x 20/30 = 132.666..; Starter 21-30 Nov: 49 x 10/30 = 16.333..;
-    # 70,000 calls beyond Starter's 50,000 at $0.001.
-    assert lines_of(invoice) == [("base", Decimal("132.67")), ("base", Decimal("16.33")), ("overage", Decimal("70.00"))]
-    assert invoice.total == Decimal("219.00")
+        invoice = invoice_generate(customer=customer, period="2026-11")
+    # Pro 1-20 Nov: 199 x 20/30 = 132.67; 120,000 calls within 333,333. Starter 21-30 Nov:
+    # 49 x 10/30 = 16.33; allowance 16,667; 20,000 calls -> 3,333 over at $0.001 = 3.33. The
+    # 2 Nov calls are Pro's: under the old end-of-period rule they cost 70.00 of Starter overage.
+    assert lines_of(invoice) == [("base", Decimal("132.67")), ("base", Decimal("16.33")), ("overage", Decimal("3.33"))]
+    assert invoice.total == Decimal("152.33")
 
 
 def test_trial_days_cost_nothing_and_their_calls_are_not_billable(plans):
@@ -67,10 +70,10 @@ def test_trial_days_cost_nothing_and_their_calls_are_not_billable(plans):
     with at(DECEMBER_1):
         invoice = invoice_generate(customer=customer, period="2026-11")
     # 10-24 Nov began in the trial (15 days, free); 25-30 Nov (6 days) cost 49 x 6/30 = 9.80 and
-    # their 60,000 calls are 10,000 beyond the 50,000 included.
-    assert lines_of(invoice) == [("base", Decimal("0.00")), ("base", Decimal("9.80")), ("overage", Decimal("10.00"))]
-    assert invoice.lines.first().description == "Starter trial, Nov 10–Nov 24 (15 of 30 days, free)"
-    assert invoice.calls == 60_000 and invoice.total == Decimal("19.80")
+    # include 50,000 x 6/30 = 10,000 calls: their 60,000 calls are 50,000 beyond, at $0.001.
+    assert lines_of(invoice) == [("base", Decimal("0.00")), ("base", Decimal("9.80")), ("overage", Decimal("50.00"))]
+    assert invoice.lines.first().description == "Starter trial, 10–24 Nov (free)"
+    assert invoice.calls == 60_000 and invoice.total == Decimal("59.80")
 
 
 def test_a_hard_capped_plan_never_bills_overage_and_its_zero_invoice_is_paid_when_issued(
@@ -155,14 +158,21 @@ def test_days_before_the_customer_existed_are_not_billed(plans):
     assert lines_of(invoice) == [("base", Decimal("66.33"))]  # 21-30 Nov: 199 x 10/30
 
 
-def test_a_credit_reduces_the_next_invoice_but_never_below_zero(october_customer):
+def test_credit_beyond_an_invoice_carries_forward_to_the_next_one(october_customer):
     with at(utc(2026, 11, 3)):
         invoice_credit_add(customer=october_customer, amount=Decimal("10.00"), description="Outage on 2 Nov")
         invoice_credit_add(customer=october_customer, amount=Decimal("50.00"), description="Goodwill")
+    assert credit_balance(customer_id=october_customer.pk) == Decimal("60.00")
     with at(DECEMBER_1):
-        invoice = invoice_issue(invoice=invoice_generate(customer=october_customer, period="2026-11"))
-    assert lines_of(invoice) == [("base", Decimal("49.00")), ("credit", Decimal("-10.00")), ("credit", Decimal("-39.00"))]
-    assert (invoice.subtotal, invoice.total, invoice.status) == (Decimal("49.00"), Decimal("0.00"), "paid")
+        november = invoice_issue(invoice=invoice_generate(customer=october_customer, period="2026-11"))
+    assert lines_of(november) == [("base", Decimal("49.00")), ("credit", Decimal("-49.00"))]
+    assert (november.subtotal, november.total, november.status, november.paid_by) == (
+        Decimal("49.00"), Decimal("0.00"), "paid", "credit balance")
+    assert credit_balance(customer_id=october_customer.pk) == Decimal("11.00")  # 60 - 49, not lost
+    with at(utc(2027, 1, 1, 0, 30)):
+        december = invoice_issue(invoice=invoice_generate(customer=october_customer, period="2026-12"))
+    # December: 49.00 less the 11.00 left.
+    assert (december.total, credit_balance(customer_id=october_customer.pk)) == (Decimal("38.00"), Decimal("0.00"))
     with at(utc(2026, 12, 2)), pytest.raises(ValidationError, match="positive amount in cents"):
         invoice_credit_add(customer=october_customer, amount=Decimal("1.005"), description="x")
 
@@ -181,7 +191,7 @@ def test_paying_an_invoice_ends_past_due_at_once_and_a_paid_invoice_cannot_be_vo
 def test_the_portal_projection_and_the_invoice_use_the_same_computation(october_customer):
     usage(october_customer, date(2026, 11, 5), 1_000)
     with at(utc(2026, 11, 15)):
-        projected = invoice_compute(customer=october_customer, period="2026-11", calls=80_000)
+        projected = invoice_compute(customer=october_customer, period="2026-11", extra_calls={date(2026, 11, 20): 79_000})
         so_far = invoice_compute(customer=october_customer, period="2026-11")
     assert (projected.total, projected.calls) == (Decimal("79.00"), 80_000)
     assert (so_far.total, so_far.calls) == (Decimal("49.00"), 1_000)
@@ -214,7 +224,7 @@ def test_issued_invoices_are_emailed_once(october_customer, django_capture_on_co
         invoice_issue(invoice=invoice)
     issued = [m for m in mail.outbox if m.subject.startswith("Tollbooth invoice")]
     assert [m.subject for m in issued] == ["Tollbooth invoice TB-2026-000001 for 2026-11: $49.00"]
-    assert "Starter, Nov 1–Nov 30 (30 of 30 days): $49.00" in issued[0].body
+    assert "Starter, 1–30 Nov (30 of 30 days): $49.00" in issued[0].body
 
 
 def test_prorated_days_and_the_period_end_plan_when_the_change_is_at_midnight(october_customer, plans):
@@ -224,5 +234,5 @@ def test_prorated_days_and_the_period_end_plan_when_the_change_is_at_midnight(oc
         draft = invoice_compute(customer=october_customer, period="2026-11")
     # The 30th began on Pro: 29 days of Starter, 1 of Pro.
     assert [line.amount for line in draft.lines] == [Decimal("47.37"), Decimal("6.63")]
-    assert draft.plan == plans["pro"] and draft.billed_days == 30
+    assert draft.end_plan_id == plans["pro"].pk and draft.billed_days == 30
     assert draft.lines[1].starts_on == date(2026, 11, 30) and draft.lines[1].ends_on - timedelta(days=1) == date(2026, 11, 30)

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from billing import signals
 from billing.models import Invoice, InvoiceLine, InvoiceNumberCounter
-from billing.services import invoice_generate, invoices_generate_batch, invoices_issue_batch
+from billing.invoicing import invoice_generate, invoices_generate_batch, invoices_issue_batch
 from billing.tasks import invoices_generate_all, invoices_issue_all, invoices_issued_dispatch, month_close
 from outbox.models import OutboxTask
 from tests.factories import CustomerFactory, UserFactory, seeded_plan
@@ -179,7 +179,7 @@ def test_staff_mark_an_invoice_paid_and_void_another_from_the_admin(plans, clien
     voided.refresh_from_db()
     assert (paid.status, voided.status) == ("paid", "void")
     page = client.get(f"/admin/billing/invoice/{paid.pk}/change/")
-    assert page.status_code == 200 and b"Starter, Nov 1" in page.content and b"name=\"lines-0-amount\"" not in page.content
+    assert page.status_code == 200 and "Starter, 1–30 Nov".encode() in page.content and b"name=\"lines-0-amount\"" not in page.content
     assert client.get("/admin/billing/planchange/").status_code == 200
     assert client.get("/admin/billing/stripeevent/").status_code == 200
 

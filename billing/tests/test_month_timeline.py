@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import customer_signup
 from billing.models import Invoice, PaymentAttempt
-from billing.services import plan_change
+from billing.subscriptions import plan_change
 from billing.tasks import month_close, trials_run
 from metering.tasks import usage_flush
 from outbox.models import OutboxTask

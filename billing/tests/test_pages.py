@@ -28,7 +28,7 @@ def issued_invoice(customer: Customer, *, status: str = Invoice.Status.OPEN, per
         status=status, subtotal=Decimal("61.50"), total=Decimal("61.50"), plan=customer.plan, issued_at=timezone.now(),
     )
     InvoiceLine.objects.create(invoice=invoice, kind=InvoiceLine.Kind.BASE, description="Starter plan, 1–31 Oct",
-                               quantity=Decimal("31"), unit_price=Decimal("1.580645"), amount=Decimal("49.00"))
+                               quantity=Decimal("31"), unit_price=Decimal("49.00"), amount=Decimal("49.00"))
     InvoiceLine.objects.create(invoice=invoice, kind=InvoiceLine.Kind.OVERAGE, description="Overage: 12,500 calls",
                                quantity=Decimal("12500"), unit_price=Decimal("0.001"), amount=Decimal("12.50"), position=1)
     return invoice
@@ -51,7 +51,7 @@ def test_the_billing_page_shows_plan_status_trial_days_card_and_invoices(trial_c
     assert response.status_code == 200
     page = response.content.decode()
     assert "Starter" in page and 'id="billing-status">Trial<' in page
-    assert "Trial: 10 days left" in page
+    assert f'id="trial-left">Trial ends on {trial_customer.trial_ends_at:%-d %B %Y} (10 days left)<' in page
     assert "Visa •••• 4242" in page and "Expires 04/2031" in page
     assert f'href="/portal/billing/invoices/{invoice.pk}/"' in page
     assert page.count('class="invoice-row"') == 1  # drafts are not the customer's business yet

@@ -14,14 +14,14 @@ from rest_framework.test import APIClient
 from accounts.models import Customer
 from accounts.services import api_key_issue
 from billing import payments
-from billing.calculations import period_of, period_previous
+from core.periods import period_of, period_previous
 from billing.models import Invoice, InvoiceLine, PaymentAttempt, PaymentMethod, StripeEvent
-from billing.services import invoice_generate, invoice_issue, invoice_mark_paid
+from billing.invoicing import invoice_generate, invoice_issue, invoice_mark_paid
 from billing.tasks import invoice_charge, invoices_dunning_run
 from metering.keyconfig import key_config_forget_local
 from tests.factories import CustomerFactory, seeded_plan
 from tests.payments import (
-    DECLINED_CHARGE_CARD, TEST_CARD, card_confirm_as_stripe_js, card_on_file, stripe_list, wait_until,
+    DECLINED_CHARGE_CARD, TEST_CARD, card_confirm_as_stripe_js, card_on_file, stripe_list, stripe_object, wait_until,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("celery_outside_task")]
@@ -77,15 +77,19 @@ def api_call(raw_key: str):
 def test_a_saved_card_pays_the_issued_invoice_and_stripes_signed_webhook_agrees(starter_customer, stripe_webhooks):
     method = card_on_file(starter_customer)
     assert (method.brand, method.last4, method.exp_month, method.exp_year) == ("visa", "4242", 12, 2031)
+    fingerprint = stripe_object("payment_methods", method.stripe_payment_method_id)["card"]["fingerprint"]
+    assert method.fingerprint == fingerprint and len(fingerprint) >= 16
 
     invoice = invoice_generate(customer=starter_customer, period=period_previous(period_of(timezone.now())))
     assert invoice.total == Decimal("49.00")
     invoice = invoice_issue(invoice=invoice)  # after commit: email, then the charge task
 
     invoice.refresh_from_db()
-    assert invoice.status == Invoice.Status.PAID
+    assert (invoice.status, invoice.paid_by) == (Invoice.Status.PAID, "Visa ••4242")
     attempt = invoice.attempts.get()
     assert (attempt.number, attempt.status, attempt.amount) == (1, PaymentAttempt.Status.SUCCEEDED, Decimal("49.00"))
+    stripe_customer_id = Customer.objects.get(pk=starter_customer.pk).stripe_customer_id
+    assert (attempt.stripe_customer_id, attempt.currency) == (stripe_customer_id, "usd")
     [intent] = intents_for(invoice)
     assert (intent["id"], intent["amount"], intent["currency"], intent["status"]) == (
         attempt.stripe_payment_intent_id, 4900, "usd", "succeeded")
@@ -342,7 +346,7 @@ def test_a_card_stripe_no_longer_has_fails_the_attempt_instead_of_retrying_forev
 
 
 def test_the_month_close_charges_the_saved_card_exactly_the_invoice_total(starter_customer, time_machine):
-    from billing.calculations import day_start, period_bounds
+    from core.periods import day_start, period_bounds
     from billing.tasks import month_close
 
     card_on_file(starter_customer)
@@ -357,3 +361,49 @@ def test_the_month_close_charges_the_saved_card_exactly_the_invoice_total(starte
     assert invoice.status == Invoice.Status.PAID and invoice.total == Decimal("49.00")
     assert (intent["amount"], intent["status"]) == (4900, "succeeded")
     assert [(m.subject.startswith("Tollbooth invoice"), m.to) for m in mail.outbox] == [(True, [starter_customer.email])]
+
+
+def test_the_same_card_saved_on_two_accounts_has_one_fingerprint(starter_customer):
+    twin, other = CustomerFactory(plan=starter_customer.plan), CustomerFactory(plan=starter_customer.plan)
+
+    prints = [card_on_file(c, number).fingerprint
+              for c, number in ((starter_customer, TEST_CARD), (twin, TEST_CARD), (other, "5555555555554444"))]
+
+    assert prints[0] == prints[1] != prints[2] and "" not in prints
+
+
+def test_the_look_up_for_a_lost_intent_reads_one_page_of_the_customers_charges_not_every_intent(
+    starter_customer, lose_payment_responses, monkeypatch
+):
+    other = CustomerFactory(plan=starter_customer.plan)
+    other_card = card_on_file(other)
+    other.refresh_from_db()
+    for n in range(payments.gateway.INTENT_FIND_LIMIT + 5):  # Stripe holds more than one page of intents
+        payments.gateway.payment_intent_create(
+            amount=Decimal("1.00"), currency="usd", stripe_customer_id=other.stripe_customer_id,
+            payment_method_id=other_card.stripe_payment_method_id, invoice_id=0, attempt_number=n,
+            idempotency_key=f"other:{n}")
+    card_on_file(starter_customer)
+    invoice = open_invoice(starter_customer)
+    lose_payment_responses(1)
+    client_class = type(stripe.new_default_http_client())
+    answered = client_class.request
+    asked = []
+
+    def request(self, method, url, headers, post_data=None):
+        asked.append((method, url))
+        return answered(self, method, url, headers, post_data)
+
+    monkeypatch.setattr(client_class, "request", request)
+
+    assert invoice_charge.apply(kwargs={"invoice_id": invoice.pk}, throw=False).get() == "paid"
+
+    # Each try looks before it charges: the first finds nothing and charges (its answer lost),
+    # the retry finds that charge in one page of this customer's charges, then reads its intent.
+    reads = [url for method, url in asked if method == "get" and "/v1/customers/" not in url]
+    lists = [url for url in reads if "/v1/charges?" in url]
+    customer_id = Customer.objects.get(pk=starter_customer.pk).stripe_customer_id
+    assert len(lists) == 2 and all(f"customer={customer_id}" in url and "limit=20" in url for url in lists)
+    assert len(reads) == 3 and "/v1/payment_intents/pi_" in reads[-1]
+    assert not [url for url in reads if "/v1/payment_intents?" in url or "starting_after" in url]
+    assert len(intents_for(invoice)) == 1

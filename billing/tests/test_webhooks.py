@@ -46,15 +46,18 @@ def post(payload: bytes, signature: str | None = None):
 
 @pytest.fixture
 def pending_attempt(db):
-    customer = CustomerFactory(plan=seeded_plan("starter"))
+    """A $49 charge Stripe is still processing: its intent id is on record, its outcome is not."""
+    customer = CustomerFactory(plan=seeded_plan("starter"), stripe_customer_id="cus_test_1")
     invoice = Invoice.objects.create(customer=customer, period="2026-10", number="TB-2026-000900",
                                      status=Invoice.Status.OPEN, subtotal=Decimal("49.00"), total=Decimal("49.00"),
                                      issued_at=timezone.now())
-    return PaymentAttempt.objects.create(invoice=invoice, number=1, amount=invoice.total)
+    return PaymentAttempt.objects.create(invoice=invoice, number=1, amount=invoice.total, currency="usd",
+                                         stripe_customer_id="cus_test_1", stripe_payment_intent_id="pi_test_1")
 
 
 def intent(attempt: PaymentAttempt, status: str = "succeeded", **extra) -> dict:
     return {"id": "pi_test_1", "object": "payment_intent", "amount": 4900, "currency": "usd", "status": status,
+            "customer": "cus_test_1",
             "metadata": {"tollbooth_invoice_id": str(attempt.invoice_id), "tollbooth_attempt": str(attempt.number)},
             **extra}
 
@@ -134,7 +137,8 @@ def test_an_unknown_event_type_is_acknowledged_and_ignored():
 @pytest.mark.parametrize("metadata", [{}, {"tollbooth_invoice_id": "999999", "tollbooth_attempt": "1"},
                                       {"tollbooth_invoice_id": "x'; --", "tollbooth_attempt": "1"}])
 def test_an_event_for_an_unknown_invoice_changes_nothing(pending_attempt, metadata):
-    obj = {**intent(pending_attempt), "metadata": metadata}
+    # Another business on the same Stripe account: not our intent, not our Stripe customer.
+    obj = {**intent(pending_attempt), "id": "pi_not_ours", "customer": "cus_not_ours", "metadata": metadata}
 
     response = post(event("payment_intent.succeeded", obj))
 

@@ -39,11 +39,13 @@ def test_the_portal_shows_the_account_and_its_plan(client, customer):
     html = client.get(reverse("portal")).content.decode()
 
     assert customer.company in html and "Starter" in html and "Trial" in html
-    assert f"Trial ends {customer.trial_ends_at:%-d %B %Y}" in html
+    assert f"Trial ends on {customer.trial_ends_at:%-d %B %Y} (14 days left)" in html
     assert reverse("portal-keys") in html
 
 
 def test_the_portal_shows_this_periods_usage(client, customer):
+    # A customer of last month and before: this month is one run with all 50,000 calls included.
+    Customer.objects.filter(pk=customer.pk).update(created_at=timezone.now() - timedelta(days=62))
     today = timezone.now().date()
     UsageRecord.objects.create(customer=customer, product="geocode", day=today, calls=1234)
     UsageRecord.objects.create(customer=customer, product="text", day=today, calls=66)

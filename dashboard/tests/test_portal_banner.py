@@ -18,7 +18,8 @@ PORTAL_PAGES = ["portal", "portal-keys", "billing", "portal-settings", "portal-a
 
 
 @pytest.fixture
-def trial_customer(db):
+def trial_customer(db, time_machine):
+    time_machine.move_to(datetime(2030, 11, 20, 10, 0, tzinfo=dt_timezone.utc), tick=False)
     seeded_public_plans()
     return CustomerFactory(plan=seeded_plan("pro"), status="trial", trial_ends_at=ENDS)
 
@@ -29,7 +30,7 @@ def test_a_trial_without_a_card_is_told_it_moves_to_the_free_plan(client, trial_
 
     html = client.get(reverse(page)).content.decode()
 
-    assert ("Your Professional trial ends on 3 December 2030. Add a card to stay on Professional; "
+    assert ("Your Professional trial ends on 3 December 2030 (13 days left). Add a card to stay on Professional; "
             "without one you move to the Free plan.") in html
 
 
@@ -39,7 +40,8 @@ def test_a_trial_with_a_card_is_told_it_stays_on_its_plan(client, trial_customer
 
     html = client.get(reverse("portal")).content.decode()
 
-    assert "Your Professional trial ends on 3 December 2030. Your card is on file, so you stay on Professional." in html
+    assert ("Your Professional trial ends on 3 December 2030 (13 days left). Your card is on file, "
+            "so you stay on Professional.") in html
 
 
 def test_an_active_customer_sees_no_trial_banner(client, customer):

@@ -1,7 +1,10 @@
-"""The portal's usage page: live figures, the projection billing will honour, and isolation.
+"""The portal's usage page: live figures rated by the invoice's own code, the projection billing
+will honour, and isolation.
 
-Starter: $49, 50,000 calls included, $0.001 a call beyond. It is 15 November 2026, 12:00 UTC:
-14.5 of November's 30 days have passed.
+Starter: $49, 50,000 calls included, $0.001 a call beyond; Professional: $199, 500,000, $0.0005.
+It is 15 November 2026, 12:00 UTC: 14.5 of November's 30 days have passed. A projection carries
+the rate of the billable time so far over the days to come, in whole calls per day (rounded
+down), and needs at least a whole day of billable time.
 """
 from __future__ import annotations
 
@@ -16,11 +19,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Customer
 from accounts.services import api_key_issue
-from billing.services import invoice_generate
+from billing.invoicing import invoice_generate
 from dashboard.selectors import portal_usage
-from tests.factories import CustomerFactory, InvoiceFactory, UsageRecordFactory
+from metering.meter import meter_commits_send
+from tests.factories import CustomerFactory, InvoiceFactory, PlanChangeFactory, UsageRecordFactory, seeded_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +48,7 @@ def _call(raw: str, times: int) -> None:
     client = APIClient()
     for _ in range(times):
         assert client.get("/v1/geocode?q=Paris", HTTP_X_API_KEY=raw).status_code == 200
+    meter_commits_send()  # what the commit thread does within half a second: answered calls are billable
 
 
 def test_usage_is_live_with_the_calls_redis_has_not_flushed_yet(account):
@@ -67,11 +72,12 @@ def test_the_projection_is_the_run_rate_through_the_billing_computation(account)
     with time_machine.travel(NOW, tick=False):
         usage = portal_usage(customer=customer)
 
-    # 60,000 calls in 14.5 days -> 124,137 in 30; 74,137 beyond the included 50,000 at $0.001.
-    assert usage.projected_calls == 124_137
+    # 60,000 calls in 14.5 days: 4,137.93 a day -> 2,068 in the rest of the 15th and 4,137 on
+    # each of the 15 days after: 124,123 by the end; 74,123 beyond the included 50,000 at $0.001.
+    assert usage.projected_calls == 124_123
     assert [(line.kind, line.amount) for line in usage.projected.lines] == [
-        ("base", Decimal("49.00")), ("overage", Decimal("74.14"))]
-    assert usage.projected.total == Decimal("123.14")
+        ("base", Decimal("49.00")), ("overage", Decimal("74.12"))]
+    assert usage.projected.total == Decimal("123.12")
 
 
 def test_the_projected_invoice_is_what_the_month_close_bills_for_the_same_usage(account):
@@ -79,13 +85,13 @@ def test_the_projected_invoice_is_what_the_month_close_bills_for_the_same_usage(
     with time_machine.travel(NOW, tick=False):
         projected = portal_usage(customer=customer).projected
     # The rest of the month comes in at exactly the projected rate.
-    UsageRecordFactory(customer=customer, api_key=prod.key, day=date(2026, 11, 28), calls=124_137 - 60_000)
+    UsageRecordFactory(customer=customer, api_key=prod.key, day=date(2026, 11, 28), calls=124_123 - 60_000)
 
     with time_machine.travel(datetime(2026, 12, 1, 0, 30, tzinfo=dt_timezone.utc), tick=False):
         invoice = invoice_generate(customer=customer, period="2026-11")
 
-    assert invoice.total == projected.total == Decimal("123.14")
-    assert invoice.calls == projected.calls == 124_137
+    assert invoice.total == projected.total == Decimal("123.12")
+    assert invoice.calls == projected.calls == 124_123
     assert [(l.kind, l.quantity, l.amount) for l in invoice.lines.all()] == [
         (l.kind, l.quantity, l.amount) for l in projected.lines]
 
@@ -99,10 +105,20 @@ def test_calls_on_trial_days_are_shown_but_not_billed(starter_plan):
     with time_machine.travel(NOW, tick=False):
         usage = portal_usage(customer=customer)
 
-    assert (usage.calls, usage.billable_calls, usage.overage_so_far) == (125_000, 55_000, Decimal("5.00"))
-    # Billable since 6 Nov 00:00: 55,000 in 9.5 days -> 144,736 by 1 Dec (25 days).
-    assert usage.projected_calls == 144_736
-    assert usage.projected.calls == 144_736
+    # 5 Nov began inside the trial (it ended at 08:00): the one run is 6-30 Nov, 25 days, with
+    # 50,000 × 25/30 = 41,667 calls included; 55,000 - 41,667 = 13,333 beyond at $0.001.
+    assert (usage.calls, usage.trial_calls, usage.billable_calls) == (125_000, 70_000, 55_000)
+    assert [(t.name, t.first, t.last, t.calls) for t in usage.trials] == [
+        ("Starter", date(2026, 11, 1), date(2026, 11, 5), 70_000)]
+    assert [(r.first, r.last, r.allowance, r.calls, r.overage) for r in usage.runs] == [
+        (date(2026, 11, 6), date(2026, 11, 30), 41_667, 55_000, Decimal("13.33"))]
+    assert (usage.included, usage.remaining, usage.overage_so_far) == (41_667, 0, Decimal("13.33"))
+    # Billable since 6 Nov 00:00: 55,000 in 9.5 days, 5,789.47 a day -> 2,894 in the rest of the
+    # 15th and 5,789 on each of 15 days: 144,729. Base 49 × 25/30 = $40.83; 103,062 beyond: $103.06.
+    assert usage.projected_calls == 144_729
+    assert [(line.kind, line.amount) for line in usage.projected.lines] == [
+        ("base", Decimal("0.00")), ("base", Decimal("40.83")), ("overage", Decimal("103.06"))]
+    assert usage.projected.total == Decimal("143.89")
 
 
 def test_the_page_shows_every_figure_and_two_svg_charts(client, account):
@@ -115,7 +131,7 @@ def test_the_page_shows_every_figure_and_two_svg_charts(client, account):
     html = response.content.decode()
     assert response.status_code == 200
     for fragment in ('id="calls">60,000<', 'id="included">50,000<', 'id="remaining">0<', 'id="overage">$10<',
-                     'id="projected-calls">124,137<', 'id="projected-total">$123.14<', "100 / min", "TB-TEST-"):
+                     'id="projected-calls">124,123<', 'id="projected-total">$123.12<', "100 / min", "TB-TEST-"):
         assert fragment in html, fragment
     assert html.count("<svg") == 2 and html.count("<rect") >= 30
 
@@ -132,7 +148,9 @@ def test_the_portal_makes_as_many_queries_for_90_days_of_usage_as_for_one(client
     with time_machine.travel(NOW, tick=False), CaptureQueriesContext(connection) as many:
         client.get(reverse("portal"))
 
-    assert len(many) == len(few) <= 12
+    # Session, user, customer; this period (usage, changes, the customer's trial, terms), keys'
+    # usage, keys, credit, spend cap, invoices; the layout's customer and its owner.
+    assert len(many) == len(few) <= 14
 
 
 def _portal_routes() -> list[tuple[str, list[str]]]:
@@ -168,3 +186,114 @@ def test_every_portal_url_with_another_customers_ids_is_not_found(client, accoun
         statuses = {client.get(url).status_code, client.post(url).status_code}
         assert 404 in statuses and statuses <= {404, 405}, (url, statuses)
     assert ApiKey.objects.get(pk=ids["key_id"]).revoked_at is None
+
+
+def _upgraded(starter_plan) -> Customer:
+    """Starter since October; Professional from 09:00 on 10 November (so 10 Nov is still Starter's)."""
+    pro = seeded_plan("pro")
+    customer = CustomerFactory(plan=starter_plan, created_at=datetime(2026, 10, 1, 9, tzinfo=dt_timezone.utc))
+    PlanChangeFactory(customer=customer, from_plan=starter_plan, to_plan=pro,
+                      at=datetime(2026, 11, 10, 9, tzinfo=dt_timezone.utc))
+    customer.plan = pro
+    customer.save()  # takes Professional's terms; its signup terms stay Starter's
+    UsageRecordFactory(customer=customer, day=date(2026, 11, 3), calls=30_000)
+    UsageRecordFactory(customer=customer, day=date(2026, 11, 12), calls=100_000)
+    return customer
+
+
+def test_a_customer_who_upgraded_mid_month_sees_each_run_with_its_allowance(client, starter_plan):
+    customer = _upgraded(starter_plan)
+    client.force_login(customer.owner)
+    with time_machine.travel(NOW, tick=False):
+        usage = portal_usage(customer=customer)
+        html = client.get(reverse("portal")).content.decode()
+
+    # Starter, 1-10 Nov: 50,000 × 10/30 = 16,667 included, 30,000 calls, 13,333 beyond = $13.33.
+    # Professional, 11-30 Nov: 500,000 × 20/30 = 333,333 included, 100,000 calls so far.
+    assert [(r.terms.name, r.first, r.last, r.allowance, r.calls, r.overage_calls, r.overage) for r in usage.runs] == [
+        ("Starter", date(2026, 11, 1), date(2026, 11, 10), 16_667, 30_000, 13_333, Decimal("13.33")),
+        ("Professional", date(2026, 11, 11), date(2026, 11, 30), 333_333, 100_000, 0, Decimal("0.00")),
+    ]
+    assert (usage.calls, usage.included, usage.remaining, usage.overage_so_far) == (
+        130_000, 350_000, 233_333, Decimal("13.33"))
+    assert usage.percent_used == 30  # 100,000 of the current run's 333,333
+    # 130,000 calls in 14.5 days, 8,965.52 a day: 4,482 in the rest of the 15th, 8,965 on each of
+    # 15 days -> 268,957, all of the new ones on Professional (none beyond its 333,333).
+    # Base: 49 × 10/30 = $16.33 and 199 × 20/30 = $132.67.
+    assert usage.projected_calls == 268_957
+    assert [(line.kind, line.amount) for line in usage.projected.lines] == [
+        ("base", Decimal("16.33")), ("overage", Decimal("13.33")), ("base", Decimal("132.67"))]
+    assert usage.projected.total == Decimal("162.33")
+    for fragment in ("Starter, 1–10 Nov (10 of 30 days)", ">16,667<", ">13,333<", ">$13.33<",
+                     "Professional, 11–30 Nov (20 of 30 days)", ">333,333<", ">100,000<",
+                     "$199 / month · 500,000 calls included", 'id="projected-total">$162.33<'):
+        assert fragment in html, fragment
+
+
+def test_a_staff_price_edit_changes_nothing_the_customer_already_reads(client, account, starter_plan):
+    customer, *_ = account
+    client.force_login(customer.owner)
+    with time_machine.travel(NOW, tick=False):
+        before = portal_usage(customer=customer)
+        starter_plan.price, starter_plan.included_calls, starter_plan.overage_price = Decimal("59"), 40_000, Decimal("0.002")
+        starter_plan.save()
+        after = portal_usage(customer=customer)
+        html = client.get(reverse("portal")).content.decode()
+
+    assert (after.included, after.overage_so_far, after.projected.total) == (50_000, Decimal("10.00"), Decimal("123.12"))
+    assert after.projected.lines == before.projected.lines
+    assert "$49 / month · 50,000 calls included" in html and "$0.001 a call" in html
+
+
+def test_right_after_a_trial_signup_there_is_nothing_to_project(client, starter_plan):
+    # Five calls a minute for the first hour of a Starter trial: once projected as $276.33.
+    with time_machine.travel(NOW, tick=False):
+        customer = CustomerFactory(plan=starter_plan, status="trial", trial_ends_at=NOW + timedelta(days=14))
+    UsageRecordFactory(customer=customer, day=date(2026, 11, 15), calls=300)
+    client.force_login(customer.owner)
+    with time_machine.travel(NOW + timedelta(hours=1), tick=False):
+        usage = portal_usage(customer=customer)
+        html = client.get(reverse("portal")).content.decode()
+
+    assert usage.projected is None and usage.projected_calls is None
+    assert (usage.trial_calls, usage.billable_calls, usage.overage_so_far) == (300, 0, Decimal("0.00"))
+    # The trial runs to 12:00 on 29 Nov, so 29 Nov is a trial day: one billed day, 30 Nov, is left.
+    assert [(t.first, t.last) for t in usage.trials] == [(date(2026, 11, 15), date(2026, 11, 29))]
+    assert [(r.first, r.days, r.allowance) for r in usage.runs] == [(date(2026, 11, 30), 1, 1_667)]
+    assert 'id="projected-calls">not enough data yet<' in html
+    assert 'id="projected-total">not enough data yet<' in html
+    assert "300 on trial days are free: 0 are billable" in html and "$276" not in html
+
+
+def test_the_first_billable_day_projects_nothing_and_a_whole_day_projects_the_run_rate(starter_plan):
+    signup = datetime(2026, 11, 15, 8, tzinfo=dt_timezone.utc)
+    with time_machine.travel(signup, tick=False):
+        customer = CustomerFactory(plan=starter_plan)
+    UsageRecordFactory(customer=customer, day=date(2026, 11, 15), calls=90_000)
+
+    with time_machine.travel(signup + timedelta(hours=12), tick=False):
+        assert portal_usage(customer=customer).projected is None  # 12 hours of data
+    with time_machine.travel(signup + timedelta(hours=25), tick=False):
+        usage = portal_usage(customer=customer)
+
+    # 90,000 calls in the 90,000 s since signup: one a second. 54,000 in the rest of 16 Nov and
+    # 86,400 on each of 17-30 Nov: 1,353,600. The run is 15-30 Nov (16 days): 26,667 included
+    # (50,000 × 16/30), base 49 × 16/30 = $26.13, 1,326,933 beyond at $0.001 = $1,326.93.
+    assert usage.projected_calls == 1_353_600
+    assert [(line.kind, line.amount) for line in usage.projected.lines] == [
+        ("base", Decimal("26.13")), ("overage", Decimal("1326.93"))]
+
+
+def test_the_day_a_trial_ends_is_a_trial_day_and_the_next_one_projects_nothing_yet(starter_plan):
+    with time_machine.travel(datetime(2026, 10, 28, 9, tzinfo=dt_timezone.utc), tick=False):
+        customer = CustomerFactory(plan=starter_plan, trial_ends_at=datetime(2026, 11, 11, 9, tzinfo=dt_timezone.utc))
+    for day in range(1, 13):
+        UsageRecordFactory(customer=customer, day=date(2026, 11, day), calls=7_200)  # 5 calls a minute
+
+    # 11 Nov began inside the trial: 12 Nov is the first billable day, 20 hours old.
+    with time_machine.travel(datetime(2026, 11, 12, 20, tzinfo=dt_timezone.utc), tick=False):
+        usage = portal_usage(customer=customer)
+
+    assert usage.projected is None
+    assert (usage.trial_calls, usage.billable_calls) == (11 * 7_200, 7_200)
+    assert [(r.first, r.days, r.allowance) for r in usage.runs] == [(date(2026, 11, 12), 19, 31_667)]

@@ -1,5 +1,8 @@
 """Nightly reconciliation: each disagreement between Redis, Postgres, the invoice and the charge
-is stored once, updated by the next run, and dropped when the figures agree again."""
+is stored once, updated by the next run, and dropped when the figures agree again.
+
+The invoice is checked against the rule recomputed from the raw tables (dashboard.services), not
+with billing's rating: a check that shares the function under test agrees with its mistakes."""
 from __future__ import annotations
 
 from datetime import date, datetime, timezone as dt_timezone
@@ -11,15 +14,17 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django_redis import get_redis_connection
 
-from billing.models import Invoice, InvoiceLine, PaymentAttempt
-from billing.services import invoice_generate
+from billing.models import Invoice, InvoiceLine, PaymentAttempt, PlanChange
+from billing.invoicing import invoice_generate
 from dashboard.models import ReconciliationIssue
 from dashboard.services import reconciliation_run
 from dashboard.tasks import usage_reconcile_nightly
 from metering import connection
 from metering.meter import _month_key
 from metering.usage_fields import usage_field
-from tests.factories import CustomerFactory, InvoiceFactory, InvoiceLineFactory, UsageRecordFactory, UserFactory
+from tests.factories import (
+    CustomerFactory, InvoiceFactory, InvoiceLineFactory, PlanChangeFactory, UsageRecordFactory, UserFactory, seeded_plan,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -168,3 +173,94 @@ def test_the_dashboard_lists_the_issues(client, old_customer):
     html = client.get(reverse("staff-dashboard")).content.decode()
 
     assert "1 open drift" in html and "Stripe charge vs invoice total" in html and "-9" in html
+
+
+def test_a_closed_period_with_usage_or_billed_days_and_no_invoice_is_reported(old_customer, starter_plan):
+    used = old_customer
+    UsageRecordFactory(customer=used, day=date(2026, 10, 5), calls=100)
+    idle = CustomerFactory(plan=starter_plan, created_at=datetime(2026, 1, 1, tzinfo=dt_timezone.utc))
+    gone = CustomerFactory(plan=starter_plan, status="cancelled", created_at=datetime(2026, 1, 1, tzinfo=dt_timezone.utc))
+    PlanChangeFactory(customer=gone, from_plan=starter_plan, to_plan=starter_plan, reason=PlanChange.Reason.CANCELLED,
+                      at=datetime(2026, 9, 10, tzinfo=dt_timezone.utc))
+    billed = CustomerFactory(plan=starter_plan, created_at=datetime(2026, 1, 1, tzinfo=dt_timezone.utc))
+    with time_machine.travel(NOW, tick=False):
+        invoice_generate(customer=billed, period="2026-10")
+        CustomerFactory(plan=starter_plan)  # signed up in November: nothing owed for October
+
+        reconciliation_run(period="2026-10")
+
+    assert set(ReconciliationIssue.objects.values_list("customer_id", "source", "expected", "found")) == {
+        (used.pk, Source.MISSING_INVOICE, Decimal("1"), Decimal("0")),
+        (idle.pk, Source.MISSING_INVOICE, Decimal("1"), Decimal("0")),
+    }
+    with time_machine.travel(NOW, tick=False):
+        for customer in (used, idle):
+            invoice_generate(customer=customer, period="2026-10")
+        assert reconciliation_run(period="2026-10").drifts == ()
+    assert not ReconciliationIssue.objects.exists()
+
+
+@pytest.fixture
+def upgraded_invoice(starter_plan):
+    """Starter since September; Professional from 09:00 on 10 October; the October invoice as billing writes it."""
+    pro = seeded_plan("pro")
+    customer = CustomerFactory(plan=starter_plan, created_at=datetime(2026, 9, 1, tzinfo=dt_timezone.utc))
+    PlanChangeFactory(customer=customer, from_plan=starter_plan, to_plan=pro,
+                      at=datetime(2026, 10, 10, 9, tzinfo=dt_timezone.utc))
+    customer.plan = pro
+    customer.save()
+    UsageRecordFactory(customer=customer, day=date(2026, 10, 3), calls=30_000)
+    UsageRecordFactory(customer=customer, day=date(2026, 10, 20), calls=400_000)
+    with time_machine.travel(NOW, tick=False):
+        return invoice_generate(customer=customer, period="2026-10")
+
+
+def test_an_invoice_that_follows_the_rules_is_not_reported(upgraded_invoice):
+    # Starter, 1-10 Oct: 50,000 × 10/31 = 16,129 included, 30,000 calls: 13,871 × $0.001 = $13.87.
+    # Professional, 11-31 Oct: 500,000 × 21/31 = 338,710 included, 400,000 calls: 61,290 × $0.0005 = $30.65.
+    overage = upgraded_invoice.lines.filter(kind=InvoiceLine.Kind.OVERAGE).order_by("starts_on")
+    assert [(line.starts_on, line.amount) for line in overage] == [
+        (date(2026, 10, 1), Decimal("13.87")), (date(2026, 10, 11), Decimal("30.65"))]
+    assert upgraded_invoice.calls == 430_000
+
+    with time_machine.travel(NOW, tick=False):
+        assert reconciliation_run(period="2026-10").drifts == ()
+
+
+def test_an_invoice_whose_calls_were_changed_in_the_database_is_reported(upgraded_invoice):
+    Invoice.objects.filter(pk=upgraded_invoice.pk).update(calls=429_000)
+
+    with time_machine.travel(NOW, tick=False):
+        drifts = reconciliation_run(period="2026-10").drifts
+
+    assert [(d.source, d.expected, d.found, d.invoice_id) for d in drifts] == [
+        (Source.INVOICE_CALLS, Decimal("430000"), Decimal("429000"), upgraded_invoice.pk)]
+
+
+def test_an_overage_line_changed_or_deleted_in_the_database_is_reported(upgraded_invoice):
+    pro_overage = upgraded_invoice.lines.get(kind=InvoiceLine.Kind.OVERAGE, starts_on=date(2026, 10, 11))
+    InvoiceLine.objects.filter(pk=pro_overage.pk).update(amount=Decimal("30.64"))
+    with time_machine.travel(NOW, tick=False):
+        changed = reconciliation_run(period="2026-10").drifts
+    InvoiceLine.objects.filter(pk=pro_overage.pk).delete()
+    with time_machine.travel(NOW, tick=False):
+        deleted = reconciliation_run(period="2026-10").drifts
+
+    assert [(d.source, d.expected, d.found) for d in changed] == [
+        (Source.INVOICE_OVERAGE, Decimal("44.52"), Decimal("44.51"))]
+    assert [(d.source, d.expected, d.found) for d in deleted] == [
+        (Source.INVOICE_OVERAGE, Decimal("44.52"), Decimal("13.87"))]
+    assert ReconciliationIssue.objects.get().found == Decimal("13.87")
+
+
+def test_overage_moved_between_runs_is_reported_though_the_total_agrees(upgraded_invoice):
+    # Whole-period arithmetic would see $44.52 either way; each run is checked on its own.
+    lines = upgraded_invoice.lines.filter(kind=InvoiceLine.Kind.OVERAGE)
+    lines.filter(starts_on=date(2026, 10, 1)).update(amount=Decimal("14.87"))
+    lines.filter(starts_on=date(2026, 10, 11)).update(amount=Decimal("29.65"))
+
+    with time_machine.travel(NOW, tick=False):
+        drifts = reconciliation_run(period="2026-10").drifts
+
+    assert [(d.source, d.expected, d.found) for d in drifts] == [
+        (Source.INVOICE_OVERAGE, Decimal("44.52"), Decimal("44.52"))]

@@ -1,5 +1,8 @@
 """Every number on the staff dashboard against figures worked out by hand.
 
+Prices come from the terms each customer took (signup, then each plan change), never the live
+plan: a staff price edit moves no existing customer's MRR, past or present.
+
 The book (15 November 2026, 12:00 UTC; plans: Free $0, Starter $49, Pro $199, Enterprise $999):
   A  Starter since 10 Mar; Pro on 5 Jun (+150 expansion); back to Starter on 20 Aug (-150).
   B  Pro since 1 Apr; cancelled 10 Jul (-199 churn); reactivated on Starter 3 Sep (+49).
@@ -13,7 +16,8 @@ MRR now = A 49 + B 49 + C 49 + F 999 + H 199 = $1,345 from 5 paying customers.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone as dt_timezone
+import gc
+from datetime import date, datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
@@ -22,7 +26,8 @@ from django.urls import reverse
 
 from accounts.models import Customer
 from billing.models import InvoiceLine, PaymentAttempt, PlanChange
-from dashboard.revenue import dashboard_overview
+from dashboard.revenue import collector_paused, dashboard_overview
+from plans.models import Plan
 from tests.factories import (
     CustomerFactory, InvoiceFactory, InvoiceLineFactory, PlanChangeFactory, UsageRecordFactory, UserFactory,
     seeded_plan,
@@ -42,6 +47,13 @@ def plans(db):
     return {slug: seeded_plan(slug) for slug in ("free", "starter", "pro", "enterprise")}
 
 
+def now_on(customer: Customer, plan: Plan) -> None:
+    """The plan its recorded changes led to (the factories write the change, not the customer);
+    the customer takes that plan's terms, its signup terms stay."""
+    customer.plan = plan
+    customer.save()
+
+
 @pytest.fixture
 def book(plans):
     p = plans
@@ -49,19 +61,22 @@ def book(plans):
     c["A"] = CustomerFactory(company="A", plan=p["starter"], created_at=at(3, 10))
     PlanChangeFactory(customer=c["A"], from_plan=p["starter"], to_plan=p["pro"], at=at(6, 5))
     PlanChangeFactory(customer=c["A"], from_plan=p["pro"], to_plan=p["starter"], at=at(8, 20))
-    c["B"] = CustomerFactory(company="B", plan=p["starter"], created_at=at(4, 1))
+    c["B"] = CustomerFactory(company="B", plan=p["pro"], created_at=at(4, 1))
     PlanChangeFactory(customer=c["B"], from_plan=p["pro"], to_plan=p["pro"], at=at(7, 10), reason=PlanChange.Reason.CANCELLED)
     PlanChangeFactory(customer=c["B"], from_plan=p["pro"], to_plan=p["starter"], at=at(9, 3), reason=PlanChange.Reason.REACTIVATED)
+    now_on(c["B"], p["starter"])
     c["C"] = CustomerFactory(company="C", plan=p["starter"], created_at=at(10, 1), trial_ends_at=at(10, 15))
-    c["D"] = CustomerFactory(company="D", plan=p["free"], created_at=at(10, 2), trial_ends_at=at(10, 16))
+    c["D"] = CustomerFactory(company="D", plan=p["starter"], created_at=at(10, 2), trial_ends_at=at(10, 16))
     PlanChangeFactory(customer=c["D"], from_plan=p["starter"], to_plan=p["free"], at=at(10, 16, 10),
                       reason=PlanChange.Reason.TRIAL_ENDED)
+    now_on(c["D"], p["free"])
     c["E"] = CustomerFactory(company="E", plan=p["pro"], status=Customer.Status.TRIAL, created_at=at(11, 10),
                              trial_ends_at=at(11, 24))
     c["F"] = CustomerFactory(company="F", plan=p["enterprise"], status=Customer.Status.PAST_DUE, created_at=at(1, 15))
     c["G"] = CustomerFactory(company="G", plan=p["free"], created_at=at(5, 1))
-    c["H"] = CustomerFactory(company="H", plan=p["pro"], created_at=at(6, 1, year=2025))
+    c["H"] = CustomerFactory(company="H", plan=p["starter"], created_at=at(6, 1, year=2025))
     PlanChangeFactory(customer=c["H"], from_plan=p["starter"], to_plan=p["pro"], at=at(2, 10))
+    now_on(c["H"], p["pro"])
     return c
 
 
@@ -163,10 +178,12 @@ def test_calls_today_this_month_per_day_and_per_product(overview):
 
 def test_overage_so_far_and_projected_at_run_rate(overview, book):
     a = next(r for r in overview.customers if r.customer_id == book["A"].pk)
-    # 60,000 calls in 14.5 days of a 30-day month -> 124,137 by its end; 50,000 included at $0.001.
-    assert (a.overage_so_far, a.overage_projected) == (Decimal("10.00"), Decimal("74.14"))
+    # 60,000 calls in 14.5 days: 4,137.93 a day. Whole calls per day to come: 2,068 in the rest
+    # of the 15th, 4,137 on each of the 15 days after -> 124,123 by the end of November;
+    # 50,000 included at $0.001: 10,000 beyond so far ($10.00), 74,123 projected ($74.12).
+    assert (a.overage_so_far, a.overage_projected) == (Decimal("10.00"), Decimal("74.12"))
     # F's 1,000,000 stay under Enterprise's 5,000,000; G's Free plan is hard-capped.
-    assert (overview.overage_so_far, overview.overage_projected) == (Decimal("10.00"), Decimal("74.14"))
+    assert (overview.overage_so_far, overview.overage_projected) == (Decimal("10.00"), Decimal("74.12"))
     months = dict(overview.overage_months)
     assert months[date(2026, 9, 1)] == Decimal("12.34") and months[date(2026, 8, 1)] == Decimal("0.00")
 
@@ -198,7 +215,7 @@ def test_the_page_shows_the_numbers_and_links_into_admin(client, book, usage, in
     assert '<p class="stat-value" id="arr">$16,140</p>' in html
     assert '<p class="stat-value" id="arpa">$269</p>' in html
     assert '<p class="stat-value" id="nrr">406.1%</p>' in html
-    assert '<p class="stat-value" id="overage-projected">$74.14</p>' in html
+    assert '<p class="stat-value" id="overage-projected">$74.12</p>' in html
     assert reverse("admin:accounts_customer_change", args=[book["F"].pk]) in html
     assert html.count("<svg") == 5
 
@@ -213,3 +230,55 @@ def test_settled_days_come_from_the_cache_and_yesterday_and_today_stay_live(book
 
     assert (warm.today, warm.this_month) == (cold.today + 1, cold.this_month + 3)
     assert warm.per_customer[book["A"].pk][0] == cold.per_customer[book["A"].pk][0] + 3
+
+
+def test_a_staff_price_edit_moves_neither_mrr_now_nor_the_mrr_history(book, usage, invoices, plans):
+    with time_machine.travel(NOW, tick=False):
+        before = dashboard_overview()
+        for slug, price in (("starter", "59"), ("pro", "249")):
+            plans[slug].price = Decimal(price)
+            plans[slug].save()
+        after = dashboard_overview()
+        CustomerFactory(company="N", plan=plans["starter"], created_at=NOW)  # signs up after the edit
+    with time_machine.travel(NOW + timedelta(minutes=1), tick=False):
+        with_newcomer = dashboard_overview()
+
+    assert after.mrr.mrr == before.mrr.mrr == Decimal("1345")
+    assert after.mrr.trial_pipeline == Decimal("199")  # E's Pro trial, at the price it took
+    assert [(m.month, m.start_mrr, m.end_mrr, m.amounts) for m in after.movements] == [
+        (m.month, m.start_mrr, m.end_mrr, m.amounts) for m in before.movements]
+    assert [(r.customer_id, r.mrr, r.overage_so_far) for r in after.customers] == [
+        (r.customer_id, r.mrr, r.overage_so_far) for r in before.customers]
+    # New signups take the new price: 1,345 + 59.
+    assert with_newcomer.mrr.mrr == Decimal("1404")
+    assert with_newcomer.movements[-1].amounts["new"] == Decimal("59")
+
+
+def test_a_customer_who_upgraded_mid_month_is_rated_run_by_run(plans):
+    customer = CustomerFactory(company="U", plan=plans["starter"], created_at=at(10, 1))
+    PlanChangeFactory(customer=customer, from_plan=plans["starter"], to_plan=plans["pro"], at=at(11, 10))
+    now_on(customer, plans["pro"])
+    UsageRecordFactory(customer=customer, day=date(2026, 11, 3), calls=30_000)
+    UsageRecordFactory(customer=customer, day=date(2026, 11, 12), calls=100_000)
+
+    with time_machine.travel(NOW, tick=False):
+        row = next(r for r in dashboard_overview().customers if r.customer_id == customer.pk)
+
+    # 10 Nov began on Starter (the change came at 09:00). Starter, 1-10 Nov: 50,000 × 10/30 =
+    # 16,667 included; 30,000 calls, 13,333 beyond at $0.001 = $13.33. Professional, 11-30 Nov:
+    # 500,000 × 20/30 = 333,333 included; 100,000 calls so far, and at 130,000 calls in 14.5 days
+    # 238,957 by the end: none beyond. (A whole-month view would have billed nothing at all.)
+    assert (row.overage_so_far, row.overage_projected) == (Decimal("13.33"), Decimal("13.33"))
+    assert (row.mrr, row.calls, row.revenue) == (Decimal("199"), 130_000, Decimal("212.33"))
+
+
+def test_the_cyclic_collector_is_paused_only_while_the_page_is_built(book):
+    assert gc.isenabled()
+    with time_machine.travel(NOW, tick=False):
+        with collector_paused():
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        with pytest.raises(ZeroDivisionError, match="division"), collector_paused():
+            1 / 0
+        dashboard_overview()
+    assert gc.isenabled()

@@ -11,7 +11,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey, Customer
-from billing.calculations import period_bounds, period_of, period_previous
+from core.periods import period_bounds, period_of, period_previous
 from billing.models import Invoice, PaymentAttempt, PlanChange
 from metering.models import UsageRecord
 from outbox.models import OutboxTask

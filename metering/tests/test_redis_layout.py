@@ -5,6 +5,9 @@ import pytest
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
+from plans.services import terms_current
+from tests.factories import seeded_plan
+
 pytestmark = pytest.mark.django_db
 
 
@@ -27,12 +30,20 @@ def test_it_reloads_the_script_after_redis_forgot_it(client_with_key):
     assert client_with_key.get("/v1/usage").json()["calls"] == 2
 
 
-def test_a_plan_change_applies_to_the_next_call(client_with_key, starter_plan, django_capture_on_commit_callbacks):
+def test_new_terms_apply_to_the_next_call_and_a_plan_edit_alone_changes_nothing(
+    client_with_key, customer, starter_plan, django_capture_on_commit_callbacks,
+):
     assert client_with_key.get("/v1/geocode?q=Paris")["X-RateLimit-Limit"] == str(starter_plan.rate_per_minute)
     with django_capture_on_commit_callbacks(execute=True):
         starter_plan.rate_per_minute = 7
         starter_plan.entitlements = ["text"]
         starter_plan.save()
+    # Grandfathered: the customer keeps the terms it took (DESIGN §6).
+    response = client_with_key.get("/v1/geocode?q=Paris")
+    assert response.status_code == 200 and response["X-RateLimit-Limit"] == "100"
+    with django_capture_on_commit_callbacks(execute=True):
+        customer.terms = terms_current(plan=starter_plan)  # what staff's "move to current terms" does
+        customer.save()
     response = client_with_key.get("/v1/geocode?q=Paris")
     assert response.status_code == 403 and response.json()["code"] == "not_entitled"
     response = client_with_key.post("/v1/text/analyze", {"text": "fine"}, format="json")
@@ -40,8 +51,6 @@ def test_a_plan_change_applies_to_the_next_call(client_with_key, starter_plan, d
 
 
 def test_moving_to_another_plan_applies_to_the_next_call(customer, api_key, django_capture_on_commit_callbacks):
-    from tests.factories import seeded_plan
-
     pro = seeded_plan("pro")
     assert APIClient().get("/v1/usage", HTTP_X_API_KEY=api_key.raw).json()["plan"] == customer.plan.name
     APIClient().get("/v1/geocode?q=Paris", HTTP_X_API_KEY=api_key.raw)

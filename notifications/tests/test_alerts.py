@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone as dt_timezone
+from datetime import date, datetime, timezone as dt_timezone
+from types import SimpleNamespace
 from decimal import ROUND_HALF_UP, Decimal
 
 import time_machine
@@ -20,10 +21,14 @@ from billing.models import Invoice, PaymentAttempt, PlanChange
 from metering.events import usage_threshold_crossed
 from metering.models import UsageLimits
 from notifications.models import NotificationSettings, UsageAlert
-from notifications.selectors import spend_cap_calls, spend_cap_calls_for, usage_limits_plan
-from notifications.services import notification_settings_update, usage_alert_fire, webhook_endpoint_set
+from notifications.selectors import spend_cap_calls, usage_limits_plan
+from notifications.services import notification_settings_update, usage_alert_fire, usage_limits_sync, webhook_endpoint_set
+from notifications.tasks import usage_limits_refresh
 from plans.models import Plan
+from plans.services import terms_current
 from tests.factories import CustomerFactory, seeded_plan
+
+from .conftest import LONG_AGO
 
 pytestmark = pytest.mark.django_db
 CENT = Decimal("0.01")
@@ -33,6 +38,11 @@ def invoice_total(plan: Plan, calls: int) -> Decimal:
     """DESIGN §6 for a whole month on one plan: base fee plus overage, each line rounded half-up."""
     overage = (max(calls - plan.included_calls, 0) * plan.overage_price).quantize(CENT, ROUND_HALF_UP)
     return plan.price + overage
+
+
+def whole_month_run(plan: Plan) -> SimpleNamespace:
+    """What spend_cap_calls reads of a run: its terms and its allowance (a whole month: all of it)."""
+    return SimpleNamespace(terms=plan, allowance=plan.included_calls)
 
 
 @hypothesis_settings(max_examples=300, deadline=None)
@@ -46,7 +56,7 @@ def test_the_spend_cap_ceiling_is_the_most_calls_whose_bill_stays_within_the_cap
     plan = Plan(price=price, included_calls=included, overage_price=overage, hard_cap=False)
     cap = price + extra
 
-    ceiling = spend_cap_calls(plan=plan, fixed=price, cap=cap)
+    ceiling = spend_cap_calls(run=whole_month_run(plan), owed_elsewhere=price, cap=cap)
 
     assert invoice_total(plan, ceiling) <= cap
     assert invoice_total(plan, ceiling + 1) > cap
@@ -54,29 +64,34 @@ def test_the_spend_cap_ceiling_is_the_most_calls_whose_bill_stays_within_the_cap
 
 def test_a_plan_without_overage_never_reaches_a_cap_above_its_price():
     plan = Plan(price=Decimal("49"), included_calls=1000, overage_price=Decimal("0.001"), hard_cap=True)
-    assert spend_cap_calls(plan=plan, fixed=plan.price, cap=Decimal("50")) is None
+    assert spend_cap_calls(run=whole_month_run(plan), owed_elsewhere=plan.price, cap=Decimal("50")) is None
 
 
-def test_a_cap_below_the_price_left_from_a_cheaper_plan_stops_at_the_included_calls():
+def test_a_cap_below_what_is_owed_stops_at_the_runs_allowance():
     plan = Plan(price=Decimal("199"), included_calls=500_000, overage_price=Decimal("0.0005"))
-    assert spend_cap_calls(plan=plan, fixed=plan.price, cap=Decimal("60")) == 500_000
+    assert spend_cap_calls(run=whole_month_run(plan), owed_elsewhere=plan.price, cap=Decimal("60")) == 500_000
 
 
 def test_the_ceiling_agrees_with_the_invoice_after_a_mid_month_plan_change():
     with time_machine.travel(datetime(2026, 3, 16, 12, tzinfo=dt_timezone.utc), tick=False):
         starter, pro = seeded_plan("starter"), seeded_plan("pro")
-        customer = CustomerFactory(plan=starter, created_at=datetime(2026, 2, 1, tzinfo=dt_timezone.utc))
-        PlanChange.objects.create(customer=customer, from_plan=pro, to_plan=starter, at=datetime(2026, 3, 11, tzinfo=dt_timezone.utc))
-        cap = Decimal("150.00")
+        customer = CustomerFactory(plan=pro, created_at=datetime(2026, 2, 1, tzinfo=dt_timezone.utc))
+        PlanChange.objects.create(customer=customer, from_plan=pro, to_plan=starter, terms=terms_current(plan=starter),
+                                  at=datetime(2026, 3, 10, 12, tzinfo=dt_timezone.utc))
+        customer.plan = starter
+        customer.save()
+        notification_settings_update(customer=customer, alerts_enabled=True, thresholds=[80, 100],
+                                     spend_cap=Decimal("150.00"), cap_mode="stop")
 
-        ceiling = spend_cap_calls_for(customer=customer, cap=cap)
+        ceiling = UsageLimits.objects.get(customer=customer).call_ceiling
 
         def bill(calls):
-            return invoice_compute(customer=customer, period="2026-03", calls=calls).total
+            return invoice_compute(customer=customer, period="2026-03", extra_calls={date(2026, 3, 16): calls}).total
 
-        # 10 days of Pro and 21 of Starter are fixed; the rest of the cap buys Starter overage.
-        assert ceiling > starter.included_calls
-        assert bill(ceiling) <= cap < bill(ceiling + 1)
+        # Pro 1-10 Mar and Starter 11-31 Mar are fixed (64.19 + 33.19); the rest of the cap buys
+        # overage beyond the Starter run's 33,871 calls (50,000 x 21/31).
+        assert ceiling == 33_871 + 52_624  # 150 − 97.38 = 52.62: 52,624 calls round to $52.62
+        assert bill(ceiling) <= Decimal("150.00") < bill(ceiling + 1)
 
 
 def test_the_default_alerts_are_80_and_100_percent_of_included_calls(customer):
@@ -128,7 +143,7 @@ def test_the_spend_cap_alert_says_whether_calls_stop(customer, receiver, django_
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_crossings_of_one_threshold_make_one_alert():
-    customer = CustomerFactory(plan=seeded_plan("starter"))
+    customer = CustomerFactory(plan=seeded_plan("starter"), created_at=LONG_AGO)
     barrier, results = threading.Barrier(8), []
 
     def cross():
@@ -160,14 +175,19 @@ def test_the_meters_signal_fires_the_alert(customer, django_capture_on_commit_ca
 def test_a_plan_change_moves_the_alerts_and_sends_an_event(customer, receiver, django_capture_on_commit_callbacks):
     webhook_endpoint_set(customer=customer, url=receiver.url)
     pro = seeded_plan("pro")
-    change = PlanChange.objects.create(customer=customer, from_plan=customer.plan, to_plan=pro)
-    customer.plan = pro
-    customer.save()
-
-    with django_capture_on_commit_callbacks(execute=True):
-        billing_signals.plan_changed.send(sender=PlanChange, customer=customer, change=change)
-
-    assert UsageLimits.objects.get(customer=customer).alert_at_calls == [400_000, 500_000]
+    with time_machine.travel(datetime(2026, 11, 16, 10, tzinfo=dt_timezone.utc), tick=False):
+        change = PlanChange.objects.create(customer=customer, from_plan=customer.plan, to_plan=pro)
+        customer.plan = pro
+        customer.save()
+        with django_capture_on_commit_callbacks(execute=True):
+            billing_signals.plan_changed.send(sender=PlanChange, customer=customer, change=change)
+        # Today began on Starter, so today's calls are the Starter run's (1-16 Nov): 50,000 x 16/30
+        # = 26,667 included, 80% at 21,334.
+        assert UsageLimits.objects.get(customer=customer).alert_at_calls == [21_334, 26_667]
+    with time_machine.travel(datetime(2026, 11, 17, 0, 5, tzinfo=dt_timezone.utc), tick=False):
+        assert usage_limits_refresh() == 1
+    # The Pro run (17-30 Nov) includes 500,000 x 14/30 = 233,333 calls; 80% at 186,667.
+    assert UsageLimits.objects.get(customer=customer).alert_at_calls == [186_667, 233_333]
     data = json.loads(receiver.received[0].body)["data"]
     assert (data["from_plan"], data["to_plan"], data["reason"]) == ("starter", "pro", "customer")
 
@@ -227,17 +247,24 @@ def test_a_key_rotation_sends_an_event_without_the_raw_key(customer, receiver, d
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_new_customer_gets_the_default_alerts():
-    customer = CustomerFactory(plan=seeded_plan("starter"))
-    assert UsageLimits.objects.get(customer=customer).alert_at_calls == [40_000, 50_000]
+def test_a_new_customer_gets_the_default_alerts_on_its_share_of_the_month():
+    with time_machine.travel(datetime(2026, 11, 16, 9, tzinfo=dt_timezone.utc), tick=False):
+        customer = CustomerFactory(plan=seeded_plan("starter"))
+    # 16-30 Nov: 50,000 x 15/30 = 25,000 included; alerts at 80% and 100%.
+    assert UsageLimits.objects.get(customer=customer).alert_at_calls == [20_000, 25_000]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_editing_a_plans_included_calls_moves_its_customers_alerts():
-    customer = CustomerFactory(plan=seeded_plan("starter"))
+def test_editing_a_plans_included_calls_leaves_its_customers_on_their_terms():
+    customer = CustomerFactory(plan=seeded_plan("starter"), created_at=LONG_AGO)
     NotificationSettings.objects.create(customer=customer, thresholds=[50])
     plan = customer.plan
     plan.included_calls = 10_000
     plan.save()
 
-    assert UsageLimits.objects.get(customer=customer).alert_at_calls == [5_000]
+    # Grandfathered: 50% of the 50,000 its terms include, not of the new 10,000.
+    assert UsageLimits.objects.get(customer=customer).alert_at_calls == [25_000]
+    newcomer = CustomerFactory(plan=plan, created_at=LONG_AGO)
+    NotificationSettings.objects.create(customer=newcomer, thresholds=[50])
+    usage_limits_sync(customer_id=newcomer.pk)
+    assert UsageLimits.objects.get(customer=newcomer).alert_at_calls == [5_000]

@@ -22,7 +22,7 @@ def test_a_plan_in_use_shows_why_it_cannot_be_deleted_and_offers_no_delete_link(
 
     assert response.status_code == 200
     content = response.content.decode()
-    assert "Yes (2 customers). A plan in use cannot be deleted" in content
+    assert "Yes (2 customers, 1 set of terms). A plan in use cannot be deleted" in content
     assert "Untick “Is public” to hide it" in content
     assert f"/admin/plans/plan/{plan.pk}/delete/" not in content
 
@@ -45,7 +45,7 @@ def test_the_bulk_delete_action_on_a_plan_in_use_explains_instead_of_failing(adm
     assert response.status_code == 200
     content = response.content.decode()
     assert "would require deleting the following protected related objects" in content
-    assert "<li>Professional: 1 customer. A plan in use cannot be deleted" in content
+    assert "<li>Professional: 1 customer, 1 set of terms. A plan in use cannot be deleted" in content
     assert "doesn&#x27;t have permission" not in content
     assert Plan.objects.filter(pk=plan.pk).exists()
 

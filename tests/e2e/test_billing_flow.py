@@ -30,8 +30,8 @@ def fill_card(page, number: str) -> None:
 def month_invoice_issue(email: str) -> None:
     """Staff close the month early for this customer (what the 1st-of-month beat does for all)."""
     from accounts.models import Customer
-    from billing.calculations import period_of
-    from billing.services import invoice_generate, invoice_issue
+    from core.periods import period_of
+    from billing.invoicing import invoice_generate, invoice_issue
 
     customer = Customer.objects.get(owner__email=email)
     invoice_issue(invoice=invoice_generate(customer=customer, period=period_of(timezone.now())))

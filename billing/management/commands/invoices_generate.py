@@ -6,10 +6,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts.models import Customer
-from billing.calculations import day_start, period_bounds
+from core.periods import day_start, period_bounds
 from billing.models import Invoice
-from billing.services import invoice_generate, invoice_issue
-from billing.tasks import invoices_generate_all, invoices_issue_all
+from billing.invoicing import invoice_generate, invoice_issue
+from billing.tasks import UsageUnflushed, invoices_generate_all, invoices_issue_all, usage_flush_all
 
 
 class Command(BaseCommand):
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         if day_start(end) > timezone.now():
             # Issuing freezes an invoice: a month still running would be billed short for good.
             raise CommandError(f"{period} is not over yet; its invoices are issued from {end:%Y-%m-%d} UTC.")
-        _usage_flush(self.stderr)
+        _usage_flush()
         if customer is None:
             invoices_generate_all(period=period)
             invoices_issue_all(period=period)
@@ -47,10 +47,10 @@ class Command(BaseCommand):
             raise CommandError(" ".join(error.messages)) from error
 
 
-def _usage_flush(stderr) -> None:
-    from metering.services import usage_flush
-
+def _usage_flush() -> None:
+    """The month close's flush: an issued invoice never changes, so none is issued without the
+    calls Redis still holds."""
     try:
-        usage_flush()
-    except Exception as error:  # noqa: BLE001 - say so, and bill what Postgres holds
-        stderr.write(f"warning: usage flush failed ({error}); invoicing the usage already in Postgres")
+        usage_flush_all()
+    except UsageUnflushed as error:
+        raise CommandError(f"{error}. Nothing was invoiced; run it again when Redis is back.") from error
