@@ -59,9 +59,11 @@ def _load(period: str) -> None:
     from core.periods import day_start, period_bounds
     from billing.models import PlanChange
     from plans.models import Plan
+    from plans.services import terms_current
 
     start, end = period_bounds(period)
     plans = list(Plan.objects.filter(slug__in=["free", "starter", "pro", "enterprise"]).order_by("price"))
+    terms = {plan.pk: terms_current(plan=plan) for plan in plans}  # bulk_create skips Customer.save
     run = os.urandom(3).hex()
     began = time.perf_counter()
     with transaction.atomic():
@@ -72,14 +74,17 @@ def _load(period: str) -> None:
         created = day_start(start) - timedelta(days=40)
         customers = Customer.objects.bulk_create([
             Customer(owner=user, company=f"Close {n}", plan=plans[n % len(plans)], created_at=created,
+                     terms=terms[plans[n % len(plans)].pk], signup_terms=terms[plans[n % len(plans)].pk],
                      trial_ends_at=day_start(start) + timedelta(days=9, hours=7) if n % 20 == 3 else None)
             for n, user in enumerate(users)
         ], batch_size=2000)
         PlanChange.objects.bulk_create([
-            PlanChange(customer=c, from_plan=c.plan, to_plan=plans[-1], at=day_start(start) + timedelta(days=14, hours=5))
+            PlanChange(customer=c, from_plan=c.plan, to_plan=plans[-1], terms=terms[plans[-1].pk],
+                       at=day_start(start) + timedelta(days=14, hours=5))
             for n, c in enumerate(customers) if n % 10 == 1 and c.plan != plans[-1]
         ], batch_size=2000)
-        Customer.objects.filter(pk__in=[c.pk for n, c in enumerate(customers) if n % 10 == 1]).update(plan=plans[-1])
+        Customer.objects.filter(pk__in=[c.pk for n, c in enumerate(customers) if n % 10 == 1]).update(
+            plan=plans[-1], terms=terms[plans[-1].pk])
         _usage_copy(connection, [c.pk for c in customers], start, (end - start).days)
     print(f"loaded {CUSTOMERS:,} customers x {(end - start).days} days of usage in {time.perf_counter() - began:.1f} s")
 
