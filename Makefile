@@ -18,7 +18,7 @@ run: export SECRET_KEY ?= $(shell test -s var/secret_key || { mkdir -p var && um
 	$(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key; }; cat var/secret_key)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test e2e-deps bench bench-billing bench-dashboard bench-products fuzz clean
+.PHONY: install run test e2e-deps bench bench-gateway bench-billing bench-dashboard bench-products fuzz clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ run: install
 	$(BIN)/python -m config.embedded --dir var -- sh -c '\
 		$(BIN)/python manage.py migrate --noinput && \
 		$(BIN)/python manage.py collectstatic --noinput --verbosity 0 && \
-		{ [ "$(DEMO)" = "0" ] || $(BIN)/python manage.py demo_seed; } && \
+		{ [ "$(DEMO)" = "0" ] || $(BIN)/python manage.py demo_seed --upstream-secret-file var/demo_upstream_secret; } && \
 		exec $(BIN)/honcho start --port $(PORT)'
 
 # Debian's Chromium drives the browser tests (Playwright cannot download its own here).
@@ -46,6 +46,13 @@ test: install e2e-deps
 bench: install
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m config.embedded --dir var/bench --ephemeral -- $(BIN)/python bench/hotpath.py
+
+# An upstream called directly, through the gateway and through nginx, at 0 and 100 ms latency;
+# plus the metered built-in view and /v1/verify (bench/gateway.py).
+bench-gateway: install
+	@command -v wrk >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null; }
+	$(BIN)/python -m config.embedded --dir var/bench --ephemeral -- $(BIN)/python bench/gateway.py
 
 # Month close for 10,000 customers with a month of usage each: seconds and SQL queries per batch.
 bench-billing: install

@@ -8,6 +8,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from plans.models import Terms
+from plans.selectors import product_names
 
 from .models import ApiKey, Customer
 from .text import single_line
@@ -43,12 +44,20 @@ TERMS_LABELS = (
 )
 
 
+def _terms_value(terms: Terms, name: str):
+    value = getattr(terms, name)
+    if name == "entitlements":  # product slugs, shown by name
+        names = product_names()
+        return [names.get(slug, slug) for slug in value]
+    return value
+
+
 def terms_notice_email_send(*, customer_id: int, old_terms_id: int, new_terms_id: int, starts_at: str) -> None:
     """Staff moved the customer's plan to its current terms from `starts_at` (a period start)."""
     customer = Customer.objects.select_related("owner", "plan").get(pk=customer_id)
     terms = Terms.objects.in_bulk([old_terms_id, new_terms_id])
     old, new = terms[old_terms_id], terms[new_terms_id]
-    rows = [(label, getattr(old, name), getattr(new, name), name) for name, label in TERMS_LABELS]
+    rows = [(label, _terms_value(old, name), _terms_value(new, name), name) for name, label in TERMS_LABELS]
     _send(to=customer.email, template="terms_changed", context={
         "customer": customer, "old": old, "new": new, "starts_at": datetime.fromisoformat(starts_at),
         "changes": [{"label": label, "old": before, "new": after, "name": name}

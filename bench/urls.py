@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from accounts.keyformat import key_hash
 from metering.apis import MeteredApi
-from plans.models import Product
+from plans.models import BuiltinProduct
 
 BODY = {"ok": True, "results": [{"name": "Paris", "lat": 48.85, "lon": 2.35}]}
 
@@ -23,7 +23,7 @@ class BareApi(APIView):
 
 
 class MeteredBenchApi(MeteredApi):
-    product = Product.GEOCODE
+    product = BuiltinProduct.GEOCODE
 
     def get(self, request):
         return Response(BODY)

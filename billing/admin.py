@@ -13,7 +13,7 @@ from .forms import CreditEntryForm, CustomerAdminForm
 from .invoicing import invoice_credit_add, invoice_mark_paid, invoice_void
 from .models import CreditEntry, Invoice, InvoiceLine, PaymentAttempt, PlanChange, StripeEvent
 from .selectors import credit_balance
-from .subscriptions import plan_change, plan_terms_move_schedule
+from .subscriptions import plan_change, plan_product_added, plan_terms_move_schedule
 
 
 class ReadOnlyAdminMixin:
@@ -171,6 +171,17 @@ admin.site.unregister(Plan)
 @admin.register(Plan)
 class PlanAdmin(PlansPlanAdmin):
     actions = [*PlansPlanAdmin.actions, terms_move]
+
+    def save_related(self, request, form, formsets, change) -> None:
+        plan = form.instance
+        before = set(plan.products.values_list("pk", flat=True)) if change else set()
+        super().save_related(request, form, formsets, change)
+        # A product added to the plan is for its customers too, at once (removing one is not:
+        # customers keep the terms they took).
+        for product in plan.products.exclude(pk__in=before):
+            given = plan_product_added(plan=plan, product=product)
+            if given:
+                self.message_user(request, f"{given} customer(s) of {plan} can call {product} now.", messages.SUCCESS)
 
 
 @admin.register(CreditEntry)

@@ -19,8 +19,8 @@ from accounts.models import Customer
 from accounts.services import trial_card_claim, trial_claim, trial_taken
 from core.periods import day_start, period_bounds, period_of
 from metering.models import UsageLimits
-from metering.services import usage_flush
-from plans.models import Plan, Terms
+from metering.services import customer_config_bump, usage_flush
+from plans.models import Plan, Product, Terms
 from plans.services import terms_current
 
 from . import signals, tasks
@@ -317,3 +317,45 @@ def _terms_move_apply(*, change_id: int, now: datetime) -> bool:
     locked.terms = change.terms
     locked.save(update_fields=["terms"])  # post_save raises config_version: the API reads the new limits
     return True
+
+
+# --- a product added to a plan ---
+
+@transaction.atomic
+def plan_product_added(*, plan: Plan, product: Product) -> int:
+    """`product` was added to `plan`: the plan's customers may call it at once. Returns how many
+    customers took new terms.
+
+    Terms are snapshots (DESIGN §6), so each customer takes new terms: its own values plus the
+    product. Price, included calls and overage are unchanged, so no bill moves and no notice is
+    due. A move to newer terms already scheduled for next month keeps the product too. (Removing
+    a product from a plan changes nothing for its customers: they keep what they took.)
+    """
+    slug = product.slug
+    order = {s: i for i, s in enumerate(Product.objects.order_by("sort_order", "slug").values_list("slug", flat=True))}
+    lacking = Customer.objects.filter(plan=plan).exclude(status=Customer.Status.CANCELLED).exclude(
+        terms__entitlements__contains=[slug]).exclude(terms=None)
+    moved: list[int] = []
+    for old in Terms.objects.filter(pk__in=lacking.values("terms_id")):
+        new = _terms_with_product(old, slug, order)
+        # Locked and re-read: a customer whose plan or terms changed meanwhile is left to that change.
+        ids = list(lacking.select_for_update(of=("self",)).filter(terms=old).values_list("pk", flat=True))
+        Customer.objects.filter(pk__in=ids).update(terms=new)
+        moved += ids
+    scheduled = PlanChange.objects.select_for_update(of=("self",)).filter(
+        to_plan=plan, reason=PlanChange.Reason.TERMS_UPDATED, at__gt=timezone.now(),
+    ).exclude(terms__entitlements__contains=[slug]).select_related("terms")
+    for change in scheduled:
+        change.terms = _terms_with_product(change.terms, slug, order)
+        change.save(update_fields=["terms"])
+    customer_config_bump(customer_ids=moved)  # the API reads the new entitlements on the next call
+    return len(moved)
+
+
+def _terms_with_product(terms: Terms, slug: str, order: dict[str, int]) -> Terms:
+    """`terms` with `slug` among its entitlements: an existing snapshot of the plan with exactly
+    those values if there is one (the plan's current terms, typically), else a new one."""
+    entitlements = sorted({*terms.entitlements, slug}, key=lambda s: (order.get(s, len(order)), s))
+    values = {**dict(zip(Terms.VALUE_FIELDS, terms.values())), "entitlements": entitlements}
+    same = Terms.objects.filter(plan_id=terms.plan_id, **values).order_by("-pk").first()
+    return same or Terms.objects.create(plan_id=terms.plan_id, **values)

@@ -8,9 +8,21 @@ query, referer and any header or environ value a custom format might use.
 """
 from __future__ import annotations
 
+import os
 import re
 
 from gunicorn.glogging import Logger
+
+# Serving model (docs/decisions.md, "Serving model: threads"): threaded workers, so a call
+# waiting on a slow upstream holds a thread, not a whole process. WEB_CONCURRENCY processes of
+# GUNICORN_THREADS threads each take 2 x 160 = 320 calls in flight at once; the threads share a
+# pool of DB_POOL_MAX_SIZE database connections per process (the gateway's steady state needs
+# none). Command-line flags (the tests' servers pass their own) override these.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "160"))
+# Set in the workers only (gunicorn's env setting), an operator's own value kept.
+raw_env = [f"DB_POOL_MAX_SIZE={os.environ.get('DB_POOL_MAX_SIZE', '10')}"]
 
 # Our key prefixes, also percent-encoded, followed by whatever the client sent as the body.
 KEY_SHAPED = re.compile(r"sk(?:_|%5f)(?:live|test)(?:_|%5f)[0-9a-z]*", re.IGNORECASE)

@@ -30,8 +30,9 @@ from core.periods import day_start, period_bounds, period_of
 from metering import connection as metering_connection
 from metering.models import UsageRecord
 from metering.selectors import month_bounds
-from plans.models import Plan, Product, Terms
+from plans.models import Plan, Terms
 from plans.pricing import overage_amount, overage_calls, run_allowance
+from plans.selectors import product_names
 
 from .mrr import KINDS, ZERO, ChangeRow, CustomerRow, Timeline, timeline_build
 
@@ -365,7 +366,7 @@ def call_stats(*, now: datetime) -> CallStats:
     for cid, row in recent.per_customer.items():
         old = per_customer.get(cid, (0, 0))
         per_customer[cid] = (old[0] + row[0], old[1] + row[1])
-    labels = dict(Product.choices)
+    labels = product_names()
     days = tuple((today - timedelta(days=29 - i), per_day.get(today - timedelta(days=29 - i), 0)) for i in range(30))
     return CallStats(
         today=per_day.get(today, 0), this_month=sum(n for d, n in per_day.items() if d >= start), days=days,

@@ -18,8 +18,8 @@ from core.periods import period_bounds
 from metering import connection
 from metering.models import UsageFlush, UsageRecord
 from metering.selectors import usage_redis_read
-from plans.models import Plan, Product, Terms
-from plans.selectors import PlanOffer, plan_cheapest_allowing
+from plans.models import Plan, Terms
+from plans.selectors import PlanOffer, plan_cheapest_allowing, product_names, products_all_cached
 
 
 @dataclass(frozen=True)
@@ -180,13 +180,13 @@ class PortalUsage:
     @property
     def products(self) -> list[tuple[str, int]]:
         """(display name, calls) per product this period, busiest first."""
-        labels = dict(Product.choices)
+        labels = product_names()
         by_product = self.live_usage.by_product
         return sorted(((labels.get(p, p), n) for p, n in by_product.items() if n), key=lambda r: -r[1])
 
     @property
     def recent_totals(self) -> list[tuple[str, int]]:
-        labels = dict(Product.choices)
+        labels = product_names()
         rows = ((labels.get(p, p), sum(v)) for p, v in self.recent_by_product.items())
         return sorted((row for row in rows if row[1]), key=lambda r: -r[1])
 
@@ -349,6 +349,6 @@ def products_locked(*, terms: Plan | Terms) -> list[LockedProduct]:
     """Products the customer's terms do not include (the API enforces the terms, not the live
     plan), each with the cheapest plan that does (the same suggestion the API's 403 answer makes)."""
     return [
-        LockedProduct(slug=slug, name=name, cheapest_plan=plan_cheapest_allowing(product=slug))
-        for slug, name in Product.choices if not terms.allows(slug)
+        LockedProduct(slug=p.slug, name=p.name, cheapest_plan=plan_cheapest_allowing(product=p.slug))
+        for p in products_all_cached().values() if p.active and not terms.allows(p.slug)
     ]

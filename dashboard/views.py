@@ -13,7 +13,7 @@ from accounts.models import ApiKey, Customer
 from accounts.reveal import reveal_render, reveal_stash
 from accounts.selectors import api_key_for_customer
 from accounts.services import api_key_issue, api_key_revoke, api_key_rotate
-from plans.models import Product
+from plans.selectors import product_names
 
 from .forms import ApiKeyCreateForm, ApiKeyRotateForm
 from .charts import Chart, Series
@@ -53,7 +53,7 @@ def portal(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 def _product_names(by_product: dict) -> list[tuple[str, str]]:
-    labels = dict(Product.choices)
+    labels = product_names()
     return [(slug, labels.get(slug, slug)) for slug in sorted(by_product)]
 
 

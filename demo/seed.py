@@ -11,6 +11,7 @@ since the last run (months closed since then get their invoices, trials that ran
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 
@@ -24,12 +25,12 @@ from accounts.services import api_key_issue
 from core.periods import period_bounds, period_of, period_previous
 from billing.models import Invoice, PaymentMethod, PlanChange, TrialNotice
 from billing.payments import invoice_charge_run
-from billing.subscriptions import trial_end
+from billing.subscriptions import plan_product_added, trial_end
 from billing.invoicing import invoice_generate, invoice_issue, invoice_mark_paid
 from metering.models import UsageRecord
 from outbox.models import OutboxTask
-from plans.models import Plan
-from plans.services import terms_current
+from plans.models import Plan, Product
+from plans.services import product_create, terms_current
 
 COMPANIES = [
     "Acme Logistics", "Bluefin Travel", "Cobalt Insurance", "Dune Analytics", "Evergreen Foods",
@@ -50,6 +51,9 @@ STORIES = [
 PRODUCT_SHARE = {"geocode": 0.5, "text": 0.35, "image": 0.15}
 EMAIL = "demo{n}@example.com"
 DEMO_CUSTOMER_EMAIL = EMAIL.format(n=1)  # Acme Logistics: a trial that converted to Professional
+# The sample upstream (demo/upstream.py, the Procfile's `upstream` process), sold through the gateway.
+VISION_SLUG = "vision"
+VISION_URL = "http://127.0.0.1:8001"
 
 
 @dataclass
@@ -87,6 +91,8 @@ def demo_seed(*, now: datetime | None = None) -> SeedReport:
     now = now or timezone.now()
     plans = _plan_roles()
     with transaction.atomic():
+        # Before the customers: their signup terms then list it among their plan's products.
+        vision_product_ensure(plans=[plans["starter"], plans["pro"], plans["enterprise"]])
         # Runs before the web and worker processes start: what it queues is history, not news.
         mark = OutboxTask.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         invoices, created = Invoice.objects.count(), 0
@@ -110,6 +116,39 @@ def _plan_roles() -> dict[str, Plan]:
     paid = sorted(Plan.objects.filter(is_public=True, price__gt=0), key=lambda plan: (plan.price, plan.pk))
     default = Plan.objects.get(is_default=True)
     return {"free": default, "starter": paid[0], "pro": paid[len(paid) // 2], "enterprise": paid[-1]}
+
+
+def vision_product_ensure(*, plans: list[Plan]) -> Product:
+    """The sample upstream as an upstream product on the paid plans; left as staff edited it if it exists."""
+    product = Product.objects.filter(slug=VISION_SLUG).first()
+    if product is None:
+        # The service token is not needed by the sample (it does not call /v1/verify): it is
+        # dropped here unseen; staff rotate to get one. The signing secret stays on the row.
+        product, _token, _secret = product_create(
+            slug=VISION_SLUG, name="Vision (sample upstream)", upstream_url=VISION_URL, methods="POST",
+            description="The image analyzer run as its own service (demo/upstream.py), sold through the gateway.",
+            timeout_seconds=30, health_path="/health", plans=plans)
+        for plan in dict.fromkeys(plans):  # a machine seeded before: its customers can call it too
+            plan_product_added(plan=plan, product=product)
+    return product
+
+
+def vision_secret_write(path: Path) -> bool:
+    """The sample upstream's copy of its signing secret, in a file only this user can read (never
+    printed). After a rotation in the admin, the next seed brings it up to date, and the running
+    upstream re-reads it. True when the file was (re)written."""
+    product = Product.objects.filter(slug=VISION_SLUG).first()
+    if product is None or not product.signing_secret:
+        return False
+    if path.exists() and path.read_text().strip() == product.signing_secret:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".new")
+    partial.touch(mode=0o600)
+    partial.chmod(0o600)
+    partial.write_text(product.signing_secret + "\n")
+    partial.replace(path)  # the upstream never reads half a secret
+    return True
 
 
 def _demo_customers():

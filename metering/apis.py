@@ -13,7 +13,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from plans.models import Product
+from plans.models import BuiltinProduct
 
 from .errors import error_body
 from .meter import meter_settle
@@ -163,7 +163,7 @@ PARIS = {"name": "Paris", "country_code": "FR", "country": "France", "admin1": "
 
 
 class GeocodeApi(MeteredApi):
-    product = Product.GEOCODE
+    product = BuiltinProduct.GEOCODE
 
     @extend_schema_serializer(component_name="GeocodeInput")
     class InputSerializer(serializers.Serializer):
@@ -203,7 +203,7 @@ class GeocodeApi(MeteredApi):
 
 
 class ReverseGeocodeApi(MeteredApi):
-    product = Product.GEOCODE
+    product = BuiltinProduct.GEOCODE
 
     @extend_schema_serializer(component_name="ReverseGeocodeInput")
     class InputSerializer(serializers.Serializer):
@@ -248,7 +248,7 @@ def _proportion(what: str) -> serializers.FloatField:
 
 
 class TextAnalyzeApi(MeteredApi):
-    product = Product.TEXT
+    product = BuiltinProduct.TEXT
     parser_classes = [BoundedJSONParser]
 
     @extend_schema_serializer(component_name="TextAnalyzeInput")
@@ -320,7 +320,7 @@ class TextAnalyzeApi(MeteredApi):
 
 
 class ImageAnalyzeApi(MeteredApi):
-    product = Product.IMAGE
+    product = BuiltinProduct.IMAGE
     parser_classes = [MultiPartParser]
 
     @extend_schema_serializer(component_name="ImageAnalyzeInput")

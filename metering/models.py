@@ -4,7 +4,6 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import ApiKey, Customer
-from plans.models import Product
 
 
 class UsageRecord(models.Model):
@@ -12,7 +11,7 @@ class UsageRecord(models.Model):
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="usage_records")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records")
-    product = models.CharField(max_length=20, choices=Product.choices)
+    product = models.CharField(max_length=40)  # a plans.Product slug
     day = models.DateField()
     calls = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)

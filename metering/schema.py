@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+from plans.selectors import products_all_cached
 
 KEY_VARIABLE = "TOLLBOOTH_API_KEY"
 
@@ -26,6 +29,17 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             {"type": "http", "scheme": "bearer", "bearerFormat": "sk_live_<64 hex>", "description": description},
             {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": description},
         ]
+
+
+class ServiceTokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "metering.verify.ServiceTokenAuthentication"
+    name = "ServiceToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "tbs_<48 hex>", "description": (
+            "The service token of one of your products, `tbs_…`, shown once when the product is created or "
+            "its token rotated. For your own services only; never give it to API customers."
+        )}
 
 
 @dataclass(frozen=True)
@@ -65,12 +79,26 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode(413, "image_too_large", "Image analysis: the file is larger than the limit."),
     ErrorCode(413, "image_too_many_pixels", "Image analysis: the image has more pixels than the limit."),
     ErrorCode(413, "image_too_complex", "Image analysis: too many frames, chunks, markers or scans."),
+    ErrorCode(400, "bad_path", "Forwarded products: the path holds `.` or `..` segments, `//`, backslashes or "
+              "encoded dots or slashes, and is not forwarded."),
+    ErrorCode(400, "bad_request", "Forwarded products: the request cannot be forwarded as sent (its "
+              "Content-Length, a header value, or a body that ended early)."),
+    ErrorCode(413, "body_too_large", "Forwarded products: the request body is larger than the product accepts."),
+    ErrorCode(502, "upstream_unavailable", "Forwarded products: the service behind it refused or dropped the "
+              "connection, or broke off its answer; not billed."),
+    ErrorCode(504, "upstream_timeout", "Forwarded products: the service behind it did not answer in time; "
+              "not billed."),
     ErrorCode(404, "not_found", "No such endpoint. Paths have no trailing slash: `/v1/geocode`."),
     ErrorCode(405, "method_not_allowed", "Wrong HTTP method for this endpoint."),
     ErrorCode(500, "internal_error", "Our fault, and not billed. Retry; if it persists, contact support."),
     ErrorCode(503, "metering_unavailable", "Usage cannot be recorded right now; not billed. Retry after "
                                            "`Retry-After`."),
     ErrorCode(503, "service_unavailable", "The service is briefly unavailable; not billed. Retry after `Retry-After`."),
+    ErrorCode(401, "invalid_service_token", "Verify API: the service token is missing, unknown or rotated, or its "
+                                            "product is inactive."),
+    ErrorCode(404, "unknown_call", "Verify API: no such call for this product (unknown, or another product's)."),
+    ErrorCode(409, "already_settled", "Verify API: the call was settled already; nothing more is billed."),
+    ErrorCode(410, "call_expired", "Verify API: the call was not settled in time; it was released, not billed."),
 )
 
 
@@ -125,7 +153,30 @@ Branch on `code`, not on `error`: messages may be reworded, codes do not change.
 
 def api_description() -> str:
     rows = "\n".join(f"| {e.status} | `{e.code}` | {e.meaning} |" for e in ERROR_CODES)
-    return API_DESCRIPTION.format(portal=portal_url(), key_variable=KEY_VARIABLE, error_rows=rows)
+    return (API_DESCRIPTION.format(portal=portal_url(), key_variable=KEY_VARIABLE, error_rows=rows)
+            + upstream_products_description())
+
+
+def upstream_products_description() -> str:
+    """A section for the APIs staff sell through the gateway (Product rows of kind upstream):
+    their paths are theirs, so each gets its base URL and one curl line, not an operation."""
+    try:
+        products = [p for p in products_all_cached().values() if p.active and p.is_upstream]
+    except DatabaseError:  # Postgres down, or not migrated yet (`check --deploy` builds the schema):
+        products = []    # the docs of the built-in APIs still serve
+    if not products:
+        return ""
+    site = settings.SITE_URL.rstrip("/")
+    parts = ["\n## More APIs\nCalled with the same key, limits and billing as the APIs above; the path and "
+             "query after the product's base URL are that API's own.\n"]
+    for product in products:
+        methods = ", ".join(sorted(product.methods))
+        parts.append(
+            f"\n### {product.name}\n{product.description}\n\nBase URL `{site}/v1/{product.slug}/`, "
+            f"methods {methods}.\n\n```bash\ncurl -H \"Authorization: Bearer ${KEY_VARIABLE}\" "
+            f"\"{site}/v1/{product.slug}/<path>\"\n```\n"
+        )
+    return "".join(parts)
 
 
 def portal_url() -> str:

@@ -7,10 +7,12 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from .models import Plan
+from .models import Plan, Product
 
 # Each process keeps the public plans this long; a Plan saved or deleted here clears it at once.
 OFFERS_CACHE_SECONDS = 60.0
+# The same for products: the gateway looks one up on every call and must not run a query each.
+PRODUCTS_CACHE_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ def plan_offers_public() -> tuple[PlanOffer, ...]:
     offers = tuple(
         PlanOffer(slug=p.slug, name=p.name, price=p.price, included_calls=p.included_calls,
                   hard_cap=p.hard_cap, entitlements=tuple(p.entitlements))
-        for p in plans_public().order_by("price", "sort_order", "pk")
+        for p in plans_public().order_by("price", "sort_order", "pk").prefetch_related("products")
     )
     _offers = (offers, time.monotonic() + OFFERS_CACHE_SECONDS)
     return offers
@@ -64,3 +66,71 @@ def plan_cheapest_allowing(*, product: str, more_calls_than: int | None = None) 
         if more_calls_than is None or offer.included_calls > more_calls_than or not offer.hard_cap:
             return offer
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProductView:
+    """What the API's hot path needs to know about a product (a copy, no database behind it)."""
+
+    pk: int
+    slug: str
+    name: str
+    description: str
+    kind: str
+    upstream_url: str
+    methods: frozenset[str]
+    timeout_seconds: int
+    body_limit_bytes: int
+    active: bool
+    signing_secret: str
+    service_token_hash: str
+
+    @property
+    def is_upstream(self) -> bool:
+        return self.kind == Product.Kind.UPSTREAM
+
+
+_products: tuple[dict[str, ProductView], float] | None = None
+
+
+def _product_view(product: Product) -> ProductView:
+    return ProductView(
+        pk=product.pk, slug=product.slug, name=product.name, description=product.description, kind=product.kind,
+        upstream_url=product.upstream_url, methods=frozenset(product.allowed_methods()),
+        timeout_seconds=product.timeout_seconds, body_limit_bytes=product.body_limit_bytes, active=product.active,
+        signing_secret=product.signing_secret, service_token_hash=product.service_token_hash,
+    )
+
+
+def products_all_cached() -> dict[str, ProductView]:
+    """Every product (active or not) by slug, in display order, from an in-process copy that a
+    Product saved or deleted in this process clears at once; other processes see it within
+    PRODUCTS_CACHE_SECONDS."""
+    global _products
+    cached = _products
+    if cached is not None and time.monotonic() < cached[1]:
+        return cached[0]
+    views = {product.slug: _product_view(product) for product in Product.objects.order_by("sort_order", "slug")}
+    _products = (views, time.monotonic() + PRODUCTS_CACHE_SECONDS)
+    return views
+
+
+def product_for_slug(slug: str) -> ProductView | None:
+    """The product at /v1/<slug>/, or None when there is none (inactive ones included: callers decide)."""
+    return products_all_cached().get(slug)
+
+
+def products_forget(**_signal_kwargs) -> None:
+    """Drop this process's copy of the products (a Product changed, or a test starts)."""
+    global _products
+    _products = None
+
+
+def product_names() -> dict[str, str]:
+    """Display name by slug for every product, for labelling usage (a slug no row has keeps its slug)."""
+    return {slug: view.name for slug, view in products_all_cached().items()}
+
+
+def products_active() -> QuerySet[Product]:
+    """Products open for calls, in display order (pricing page, API docs)."""
+    return Product.objects.filter(active=True).order_by("sort_order", "slug")

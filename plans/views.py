@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from .selectors import plans_public
+from .selectors import plans_public, products_active
 
 
 def pricing(request: HttpRequest) -> HttpResponse:
-    return render(request, "plans/pricing.html", {"plans": plans_public()})
+    # Each card lists the products on sale in it; a product staff switched off is not.
+    on_sale = Prefetch("products", queryset=products_active(), to_attr="products_on_sale")
+    plans = plans_public().prefetch_related(on_sale)
+    return render(request, "plans/pricing.html", {"plans": plans, "products": products_active()})

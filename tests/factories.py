@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 
 from accounts.models import Customer
 from plans.models import Plan
+from plans.services import products_builtin_ensure
 
 
 def seeded_plan(slug: str) -> Plan:
@@ -18,6 +19,7 @@ def seeded_plan(slug: str) -> Plan:
     values.pop("slug")
     values["price"] = Decimal(values["price"])
     values["overage_price"] = Decimal(values["overage_price"])
+    products_builtin_ensure()  # a transactional test's flush empties the products table too
     plan, _ = Plan.objects.get_or_create(slug=slug, defaults=values)
     return plan
 

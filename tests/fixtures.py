@@ -10,7 +10,7 @@ from accounts.services import api_key_issue
 from config.redis_client import redis_state_reset
 from metering.keyconfig import key_config_forget_local
 from metering.services import outage_state_forget
-from plans.selectors import plan_offers_forget
+from plans.selectors import plan_offers_forget, products_forget
 
 from .factories import CustomerFactory, seeded_plan
 
@@ -30,6 +30,7 @@ def _outage_forget() -> None:
     redis_state_reset()
     outage_state_forget()
     plan_offers_forget()
+    products_forget()
 
 
 @pytest.fixture

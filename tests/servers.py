@@ -78,6 +78,29 @@ class Gunicorn:
         stop(self.process)
 
 
+class Upstream:
+    """tests/upstream_server.py on a free loopback port: a real service behind the gateway.
+    `base` is the base URL a product forwards to; `secret` signs what Tollbooth sends it."""
+
+    def __init__(self, *, secret: str = "") -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.base = f"{self.url}/api"
+        self.secret = secret
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Upstream":
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "upstream_server.py"), str(self.port), self.secret],
+            cwd=ROOT, start_new_session=True,
+        )
+        _wait_for_port(self.port, self.process)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stop(self.process)
+
+
 class RedisServer:
     """A redis-server of our own on a spare port, so a test can kill it.
 

@@ -24,6 +24,7 @@ from accounts.services import api_key_issue
 from billing.invoicing import invoice_generate
 from dashboard.selectors import portal_usage
 from metering.meter import meter_commits_send
+from plans.selectors import products_all_cached
 from tests.factories import CustomerFactory, InvoiceFactory, PlanChangeFactory, UsageRecordFactory, seeded_plan
 
 pytestmark = pytest.mark.django_db
@@ -139,6 +140,7 @@ def test_the_page_shows_every_figure_and_two_svg_charts(client, account):
 def test_the_portal_makes_as_many_queries_for_90_days_of_usage_as_for_one(client, account, starter_plan):
     customer, prod, _ = account
     client.force_login(customer.owner)
+    products_all_cached()  # product names: read once per process, not per page
     with time_machine.travel(NOW, tick=False), CaptureQueriesContext(connection) as few:
         client.get(reverse("portal"))
     for offset in range(90):

@@ -12,7 +12,7 @@ from metering.apis import MeteredApi
 from metering.keyconfig import key_config_get
 from metering.services import _take, usage_batch_apply, usage_batch_release, usage_flush
 from metering.throttling import PlanThrottle
-from plans.models import Product
+from plans.models import BuiltinProduct
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -105,7 +105,7 @@ def test_the_plan_throttle_keeps_drfs_contract(free_customer, free_plan):
     """allow_request says no without raising; wait() feeds Retry-After; throttled() answers."""
 
     class View(MeteredApi):
-        product = Product.GEOCODE
+        product = BuiltinProduct.GEOCODE
 
     raw = api_key_issue(customer=free_customer, name="k").raw
     for _ in range(free_plan.rate_per_minute):

@@ -48,6 +48,8 @@ def test_every_code_sample_answers_200_as_printed(tmp_path: Path):
         schema = requests.get(f"{server.url}/v1/schema/?format=json", timeout=30).json()
         for path, operations in schema["paths"].items():
             for op in operations.values():
+                if "Verify" in op.get("tags", ()):
+                    continue  # called with a product's service token; test_verify.py covers it
                 for lang, source in samples(op["description"]).items():
                     assert server.url + path in source
                     output = run(lang, source, tmp_path, env)  # Python and JavaScript exit 1 on an error

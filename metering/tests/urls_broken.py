@@ -6,11 +6,11 @@ from django.urls import include, path
 from rest_framework.response import Response
 
 from metering.apis import MeteredApi
-from plans.models import Product
+from plans.models import BuiltinProduct
 
 
 class BrokenApi(MeteredApi):
-    product = Product.GEOCODE
+    product = BuiltinProduct.GEOCODE
 
     def get(self, request):
         if request.query_params.get("mode") == "503":
