@@ -1,4 +1,4 @@
-"""API key format (DESIGN §4): `sk_live_`, 56 hex of randomness, 8 hex CRC32.
+"""API key format (README "The metered API"): `sk_live_`, 56 hex of randomness, 8 hex CRC32.
 
 `sk_test_` is reserved for a future test mode; such keys issued earlier keep working.
 

@@ -25,7 +25,7 @@ class Customer(models.Model):
     company = models.CharField(max_length=100)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="customers")
     # The terms in force now (the API's limits) and the terms taken at signup (the first run of
-    # every invoice). Both are snapshots: editing the plan changes neither (DESIGN §6).
+    # every invoice). Both are snapshots: editing the plan changes neither (README "Billing").
     terms = models.ForeignKey(Terms, on_delete=models.PROTECT, related_name="+", null=True, editable=False)
     signup_terms = models.ForeignKey(Terms, on_delete=models.PROTECT, related_name="+", null=True, editable=False)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
@@ -127,7 +127,7 @@ DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
 
 def email_canonical(email: str) -> str:
-    """The one mailbox an address reaches, for "one trial per person" (DESIGN §6).
+    """The one mailbox an address reaches, for "one trial per person" (README "Billing").
 
     - case never matters (Ada@Example.com is ada@example.com);
     - a `+tag` is dropped on every domain (ada+test@example.com is ada@example.com): the

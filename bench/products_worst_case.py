@@ -2,7 +2,7 @@
 
     make bench-products      (or: python bench/products_worst_case.py)
 
-DESIGN §4: no input a client may send makes one call cost more than about a second of
+README "The metered API": no input a client may send makes one call cost more than about a second of
 CPU. Each case below is an input built to hit a known expensive path (VADER's emoji and
 negation rules, Unicode normalisation, the JSON decoder, Pillow's per-marker parsing and
 full-size decoding); the time is `time.process_time()` around the product function, or

@@ -187,7 +187,7 @@ class PlanAdmin(PlansPlanAdmin):
 @admin.register(CreditEntry)
 class CreditEntryAdmin(admin.ModelAdmin):
     """Staff add credit with a reason; invoices use it up to their charges and the rest carries
-    forward (DESIGN §6). Entries are a ledger: never edited or deleted."""
+    forward (README "Billing"). Entries are a ledger: never edited or deleted."""
 
     list_display = ("customer", "amount", "reason", "invoice", "created_by", "created_at")
     list_select_related = ("customer", "invoice")

@@ -1,4 +1,4 @@
-"""GET /v1/usage: the caller's usage this period, rated by the invoice's own code (DESIGN §4, §6).
+"""GET /v1/usage: the caller's usage this period, rated by the invoice's own code (README "The metered API" and "Billing").
 
 It lives in billing, not metering, because its money figures are the invoice's: the same runs,
 allowances and overage as `billing.rating`, and nothing computed a second way.

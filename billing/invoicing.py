@@ -1,4 +1,4 @@
-"""Invoicing: generate, issue, pay, void, credit (DESIGN §6).
+"""Invoicing: generate, issue, pay, void, credit (README "Billing").
 
 An invoice path reads gather (selectors) -> rate (billing.rating, pure) -> write (here). An
 issued invoice never changes: generate only ever (re)writes a draft, issue freezes it with a
@@ -232,7 +232,7 @@ def invoice_credit_add(*, customer: Customer, amount: Decimal, description: str,
     """Add credit to the customer's balance (a correction, a goodwill gesture).
 
     The next invoices use it, each up to its charges; what is left carries forward, never lost.
-    An issued invoice itself never changes (DESIGN §6).
+    An issued invoice itself never changes (README "Billing").
     """
     try:
         amount = Decimal(amount)

@@ -1,4 +1,4 @@
-"""Billing: plan history, invoices and their lines, payments and Stripe's events (DESIGN §6).
+"""Billing: plan history, invoices and their lines, payments and Stripe's events (README "Billing").
 
 Tollbooth is the system of record for invoices (as Lago is); Stripe only collects the money.
 """
@@ -163,7 +163,7 @@ class PaymentAttempt(models.Model):
     amount = models.DecimalField(**MONEY)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     stripe_payment_intent_id = models.CharField(max_length=64, blank=True)
-    # What the charge was asked for, to check Stripe's events against (DESIGN §6).
+    # What the charge was asked for, to check Stripe's events against (README "Billing").
     stripe_customer_id = models.CharField(max_length=64, blank=True)
     currency = models.CharField(max_length=3, default="usd")
     failure_code = models.CharField(max_length=60, blank=True)

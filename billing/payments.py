@@ -8,7 +8,7 @@ attempt is only made when a charge is due (the first one, a dunning day that has
 card saved since the last failure), so the attempt row is also the claim on the charge.
 
 Stripe's events settle an attempt only when they match it (intent, customer, amount,
-currency); anything else is kept as a mismatch for the nightly reconciliation (DESIGN §6).
+currency); anything else is kept as a mismatch for the nightly reconciliation (README "Billing").
 """
 from __future__ import annotations
 

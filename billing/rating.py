@@ -1,6 +1,6 @@
 """Rating: a period's history and usage in, its invoice lines out. Pure: no database, no clock.
 
-The rule (DESIGN §6, README "Billing"): a period is a calendar month, UTC. A day is billed when
+The rule (README "Billing"): a period is a calendar month, UTC. A day is billed when
 the customer existed during it and was not cancelled at its start, and it belongs to the terms
 held at its start (on the signup day, at signup). Trial days belong to no run: no base fee, and
 their calls are free and count toward no allowance. The other days split into runs, maximal
@@ -244,7 +244,7 @@ def rate(
     charges = sum((line.amount for line in lines), ZERO)
     subtotal = charges
     if spend_cap is not None and charges > spend_cap >= 0:
-        # The meter stops calls at the cap; this bounds what slipped past it (DESIGN §6).
+        # The meter stops calls at the cap; this bounds what slipped past it (README "Billing").
         lines.append(_credit_line(f"Spend cap: usage beyond your ${spend_cap:,.2f} hard stop is not billed",
                                   subtotal - money(spend_cap)))
         subtotal = money(spend_cap)

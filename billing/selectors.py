@@ -93,7 +93,7 @@ def usage_by_customer_day(*, customer_ids: list[int], start: date, end: date) ->
 
 
 def credit_balance(*, customer_id: int, excluding_invoice_id: int | None = None) -> Decimal:
-    """Credit the customer has left: granted less what issued invoices used (DESIGN §6)."""
+    """Credit the customer has left: granted less what issued invoices used (README "Billing")."""
     entries = CreditEntry.objects.filter(customer_id=customer_id)
     if excluding_invoice_id is not None:
         entries = entries.exclude(invoice_id=excluding_invoice_id)

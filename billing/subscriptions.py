@@ -1,4 +1,4 @@
-"""Subscriptions: plan changes, cancellation and trials (DESIGN §6).
+"""Subscriptions: plan changes, cancellation and trials (README "Billing").
 
 Every path that moves a customer to another plan goes through `plan_change`, which records the
 terms the change starts; the invoice of a period is rated from those records alone.
@@ -101,7 +101,7 @@ def _plan_change(*, customer: Customer, plan: Plan, reason: str) -> PlanChange:
 
 def _spend_cap_check(customer: Customer, plan: Plan, terms: Terms, now: datetime) -> None:
     """A hard-stop spend cap bounds the month: a change whose days to come (and the overage
-    already owed) would take the month past it is refused until the cap is raised (DESIGN §6)."""
+    already owed) would take the month past it is refused until the cap is raised (README "Billing")."""
     cap = UsageLimits.objects.filter(customer_id=customer.pk).values_list("spend_cap", flat=True).first()
     if cap is None:
         return
@@ -227,7 +227,7 @@ def trial_end(*, customer: Customer) -> Customer:
 
 @transaction.atomic
 def trial_card_check(*, customer: Customer, method: PaymentMethod) -> bool:
-    """One trial per card (DESIGN §6), when a card is saved; True when it ended a trial now.
+    """One trial per card (README "Billing"), when a card is saved; True when it ended a trial now.
 
     The rule, by Stripe's fingerprint of the card number (the same card on two accounts has the
     same one; a card without one is not checked):
@@ -263,7 +263,7 @@ def plan_terms_move_schedule(*, plan: Plan) -> list[PlanChange]:
 
     Each customer still on older terms gets a TERMS_UPDATED change at 00:00 UTC on the 1st of
     next month and an email notice; until then (and for every day before it) its terms stay as
-    they are (DESIGN §6, grandfathering). Running it again schedules and sends nothing new; after
+    they are (README "Billing": terms are snapshots). Running it again schedules and sends nothing new; after
     a further edit it replaces the scheduled move with one to the newer terms.
     """
     terms = terms_current(plan=plan)
@@ -326,7 +326,7 @@ def plan_product_added(*, plan: Plan, product: Product) -> int:
     """`product` was added to `plan`: the plan's customers may call it at once. Returns how many
     customers took new terms.
 
-    Terms are snapshots (DESIGN §6), so each customer takes new terms: its own values plus the
+    Terms are snapshots (README "Billing"), so each customer takes new terms: its own values plus the
     product. Price, included calls and overage are unchanged, so no bill moves and no notice is
     due. A move to newer terms already scheduled for next month keeps the product too. (Removing
     a product from a plan changes nothing for its customers: they keep what they took.)

@@ -173,7 +173,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# Metering (DESIGN §4-§5).
+# Metering (README "The metered API").
 METERING_FAIL_OPEN = env.bool("METERING_FAIL_OPEN", default=True)
 # Calls answered 2xx are billed in one batch per process at most this often (off the request path).
 METERING_COMMIT_SECONDS = env.float("METERING_COMMIT_SECONDS", default=0.5)
@@ -202,7 +202,7 @@ IMAGE_MAX_PIXELS = env.int("IMAGE_MAX_PIXELS", default=40_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
-# Stripe (DESIGN §6). Without STRIPE_SECRET_KEY, `make run` / `make test` start localstripe
+# Stripe (README "Billing"). Without STRIPE_SECRET_KEY, `make run` / `make test` start localstripe
 # (config/embedded.py) and set all of these to point at it.
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
@@ -236,7 +236,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BEAT_SCHEDULE = {
     # Every minute: move Redis usage counters into Postgres, so a Redis loss costs at
-    # most one interval of counts (DESIGN §5).
+    # most one interval of counts (README "The metered API").
     "usage-flush": {
         "task": "metering.tasks.usage_flush",
         "schedule": USAGE_FLUSH_SECONDS,
@@ -272,7 +272,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Nightly at 02:40 UTC, after the month close's safety-net window on the 1st would have
     # drafted invoices: compare Redis counters, Postgres usage, invoices and charges for last
-    # month and this one, and store each drift for the staff dashboard (DESIGN §5).
+    # month and this one, and store each drift for the staff dashboard (README "The metered API").
     "usage-reconcile": {
         "task": "dashboard.tasks.usage_reconcile_nightly",
         "schedule": crontab(minute=40, hour=2),

@@ -17,6 +17,6 @@ urlpatterns = [
     path("", include("plans.urls")),
 ]
 
-# /v1 answers JSON even for paths it does not know (DESIGN §4); pages keep HTML.
+# /v1 answers JSON even for paths it does not know (README "The metered API"); pages keep HTML.
 handler404 = "config.errors.not_found"
 handler500 = "config.errors.server_error"

@@ -1,4 +1,4 @@
-"""Money is Decimal, and every amount a customer reads is rounded half-up to cents (DESIGN §3, §6)."""
+"""Money is Decimal, and every amount a customer reads is rounded half-up to cents (README "Plans" and "Billing")."""
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal

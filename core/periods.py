@@ -1,4 +1,4 @@
-"""Billing periods: calendar months in UTC, named YYYY-MM (DESIGN §6)."""
+"""Billing periods: calendar months in UTC, named YYYY-MM (README "Billing")."""
 from __future__ import annotations
 
 import re

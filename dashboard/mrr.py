@@ -1,7 +1,7 @@
 """MRR history rebuilt from the plan-change history: pure functions over rows already loaded.
 
 A customer's MRR at an instant is the monthly price of the terms it holds then (the snapshot
-taken at signup, then the one each plan change started: DESIGN §6, so a staff price edit moves
+taken at signup, then the one each plan change started (README "Billing"), so a staff price edit moves
 neither the history nor today's figure for customers already on the plan), counted only
 while it pays: nothing before signup, during its trial (until the trial ended, or until the
 `trial_ended` plan change that moved it to the default plan) or after a cancellation (until a

@@ -1,5 +1,5 @@
 """Nightly reconciliation: the Redis month counter, Postgres usage, the invoice and the charge
-must tell the same story for every customer and period (DESIGN §5). Drifts are stored, never fixed
+must tell the same story for every customer and period (README "The metered API"). Drifts are stored, never fixed
 here: an issued invoice never changes, and which side is right is staff's call."""
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def _redis_drifts(first: date, end: date, customer_ids: list[int]) -> list[Drift
         for cid in chunk:
             held = redis_usage[cid]
             if held.month_counter is None:
-                continue  # expired or lost (DESIGN §5: quotas then resume from Postgres)
+                continue  # expired or lost (README "The metered API": quotas then resume from Postgres)
             unflushed = sum(n for (_, _, day), n in held.unflushed.items() if first.isoformat() <= day < end.isoformat())
             expected = totals.get(cid, 0) + unflushed
             if expected != held.month_counter:
@@ -81,7 +81,7 @@ def _redis_drifts(first: date, end: date, customer_ids: list[int]) -> list[Drift
 # ---------------------------------------------------------------- the invoice, recomputed from the rule's words
 # Deliberately not billing's rating code: a check that calls the function under test agrees
 # with every mistake it makes (the audit of issue 13 found 27 wrong invoices this way). These
-# few lines read DESIGN §6 again, on the raw tables.
+# few lines read README "Billing" again, on the raw tables.
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=dt_timezone.utc)

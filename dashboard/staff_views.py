@@ -1,4 +1,4 @@
-"""Staff revenue dashboard and its CSV export (DESIGN §7). Staff only: anyone else signed in gets
+"""Staff revenue dashboard and its CSV export (README "Usage portal and revenue dashboard"). Staff only: anyone else signed in gets
 a 404, as if the page did not exist; anonymous visitors are sent to log in."""
 from __future__ import annotations
 

@@ -137,7 +137,7 @@ class MeteredApi(APIView):
         response = super().finalize_response(request, response, *args, **kwargs)
         result = getattr(request, "meter", None)
         if result is not None:
-            # Only a 2xx is billed; a product's 400/413/415 or a 5xx is released (DESIGN §4).
+            # Only a 2xx is billed; a product's 400/413/415 or a 5xx is released (README "The metered API").
             meter_settle(result=result, status_code=response.status_code)
             response["X-RateLimit-Limit"] = result.rate_limit
             response["X-RateLimit-Remaining"] = result.rate_remaining

@@ -50,7 +50,7 @@ def raw_key_from(request) -> str | None:
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """`Authorization: Bearer <key>` or `X-API-Key: <key>` (DESIGN §4)."""
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>` (README "The metered API")."""
 
     def authenticate(self, request):
         raw = raw_key_from(request)

@@ -1,4 +1,4 @@
-"""Every /v1 error is JSON `{"error": "<message>", "code": "<slug>"}` (DESIGN §4)."""
+"""Every /v1 error is JSON `{"error": "<message>", "code": "<slug>"}` (README "The metered API")."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,4 @@
-"""What metering announces to the apps above it (DESIGN layering: they listen, we never import them)."""
+"""What metering announces to the apps above it (layers point down, README "Architecture": they listen, we never import them)."""
 from __future__ import annotations
 
 from django.dispatch import Signal

@@ -1,4 +1,4 @@
-"""The gateway (DESIGN §8): /v1/<slug>/<path> of an upstream product, metered, then forwarded.
+"""The gateway (README "Sell your own API"): /v1/<slug>/<path> of an upstream product, metered, then forwarded.
 
 The order of checks costs a client's call nothing until it could be served: an unknown product
 (404), a method the product does not take (405), a path that could leave the base URL (400) or

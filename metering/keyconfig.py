@@ -152,7 +152,7 @@ def _build(key: ApiKey) -> KeyConfig:
 
 
 def _effective_plan(customer: Customer) -> tuple[Terms | Plan, str, float | None]:
-    """The terms the API enforces: the customer's own snapshot (DESIGN §6), never the live plan."""
+    """The terms the API enforces: the customer's own snapshot (README "Billing"), never the live plan."""
     terms = customer.terms or terms_current(plan=customer.plan)
     if customer.status == Customer.Status.CANCELLED:
         return terms, Access.CANCELLED, None

@@ -1,6 +1,6 @@
 """The hot path: one atomic Lua call rate-limits, enforces the caps and reserves a call.
 
-Billing follows the answer (DESIGN §4). The script takes the call's place in the rate window
+Billing follows the answer (README "The metered API"). The script takes the call's place in the rate window
 and the month counter and records it as open; once answered, a 2xx is billed (its commit joins
 a per-process batch sent off the request path, at most every METERING_COMMIT_SECONDS) and
 anything else is released at once (a second round trip, for non-2xx answers only). A call whose
@@ -103,7 +103,7 @@ def meter_call(
 
 
 def meter_settle(*, result: MeterResult, status_code: int) -> None:
-    """Bill a call answered 2xx; release any other answer (DESIGN §4: billing follows the answer)."""
+    """Bill a call answered 2xx; release any other answer (README "The metered API": billing follows the answer)."""
     if not result.allowed:
         return
     if 200 <= status_code < 300:

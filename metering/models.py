@@ -51,7 +51,7 @@ class UsageLimits(models.Model):
     alert_at_calls = models.JSONField(default=list, blank=True)
     call_ceiling = models.PositiveBigIntegerField(null=True, blank=True)
     # The hard-stop spend cap in dollars (empty: none). Kept here, below billing, so the invoice
-    # and plan changes can honour it (DESIGN §6); notifications owns the setting and syncs it.
+    # and plan changes can honour it (README "Billing"); notifications owns the setting and syncs it.
     spend_cap = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -57,7 +57,7 @@ def throttled_error(request, wait: float | None) -> exceptions.APIException:
 
 
 class PlanThrottle(BaseThrottle):
-    """Per-plan limit, hard cap, spend cap and count in one Lua call (DESIGN §4).
+    """Per-plan limit, hard cap, spend cap and count in one Lua call (README "The metered API").
 
     DRF's own throttles read then write the cache and are "open to race conditions"; the
     script does check-and-reserve atomically, so the limit is exact under concurrency. As any

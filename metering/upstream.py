@@ -1,4 +1,4 @@
-"""The gateway's client side (DESIGN §8): where a call goes, what it carries, and sending it.
+"""The gateway's client side (README "Sell your own API"): where a call goes, what it carries, and sending it.
 
 The pure half decides the upstream request from the client's: the request target (path and
 query kept, never able to leave the product's base URL), the headers both ways (hop-by-hop

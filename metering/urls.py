@@ -8,7 +8,7 @@ urlpatterns = [
     path("geocode/reverse", apis.ReverseGeocodeApi.as_view(), name="geocode-reverse"),
     path("text/analyze", apis.TextAnalyzeApi.as_view(), name="text-analyze"),
     path("image/analyze", apis.ImageAnalyzeApi.as_view(), name="image-analyze"),
-    # The verify API, for services that keep their own edge (DESIGN §8).
+    # The verify API, for services that keep their own edge (README "Sell your own API").
     path("verify", verify.VerifyApi.as_view(), name="verify"),
     path("calls/<str:call>/settle", verify.CallSettleApi.as_view(), name="call-settle"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

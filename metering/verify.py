@@ -1,4 +1,4 @@
-"""The verify API (DESIGN §8), for services that keep their own edge: Unkey's verifyKey, 3scale's
+"""The verify API (README "Sell your own API"), for services that keep their own edge: Unkey's verifyKey, 3scale's
 authrep. The service sends its product's service token and a customer's key; Tollbooth answers
 whether the call may go ahead and meters it with the same single round trip as its own views.
 

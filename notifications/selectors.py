@@ -63,7 +63,7 @@ def spend_cap_calls(*, run: Run, owed_elsewhere: Decimal, cap: Decimal) -> int |
 
     `owed_elsewhere` is everything the period owes but this run's overage: every run's base fee
     (today's terms through the period's end) and the other runs' overage. The run's overage is
-    (calls − allowance) × its overage price, rounded half-up to cents (DESIGN §6), so n calls past
+    (calls − allowance) × its overage price, rounded half-up to cents (README "Billing"), so n calls past
     the allowance fit while round_half_up(n × price) ≤ cap − owed_elsewhere. A cap already below
     what is owed stops the run at its allowance: the base fee is owed anyway, the overage is not.
     """

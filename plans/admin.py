@@ -37,7 +37,7 @@ class PlanAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("in_use",)
     # Adding a product here sells it to the plan's new customers; billing's admin also gives it
-    # to the customers already on the plan (their terms are snapshots, DESIGN §6).
+    # to the customers already on the plan (their terms are snapshots, README "Billing").
     filter_horizontal = ("products",)
 
     def get_queryset(self, request):

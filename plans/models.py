@@ -49,7 +49,7 @@ class ProductQuerySet(models.QuerySet):
 
 class Product(models.Model):
     """An API a plan can be entitled to: the /v1/<slug>/ segment, served in-process (builtin) or
-    forwarded to the company's own service (upstream, DESIGN §8)."""
+    forwarded to the company's own service (upstream, README "Sell your own API")."""
 
     class Kind(models.TextChoices):
         BUILTIN = "builtin", "Built in (served by Tollbooth)"
@@ -201,7 +201,7 @@ class Terms(models.Model):
 
     Rows never change. Signup and every plan change point at one; invoices, previews, the portal,
     MRR and the API's limits read these, never the live Plan row, so staff editing a plan reprices
-    only new signups and changes (DESIGN §6, "Terms are a snapshot").
+    only new signups and changes (README "Billing", "Terms are snapshots").
     """
 
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="terms")

@@ -1,4 +1,4 @@
-"""The pricing rule for one run of days on one set of terms (DESIGN §6), once.
+"""The pricing rule for one run of days on one set of terms (README "Billing"), once.
 
 Every figure a customer or staff member reads (invoice, portal, /v1/usage, spend cap, dashboard)
 is built from these four functions by `billing.rating`, which splits a period into runs.

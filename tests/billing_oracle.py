@@ -1,4 +1,4 @@
-"""A second, independent reading of DESIGN §6 ("Billing"): what an invoice should charge.
+"""A second, independent reading of README "Billing": what an invoice should charge.
 
 Tests use it to check the real rating code, so it shares nothing with it: it is written from
 the rule's words alone, reads the raw tables (Customer, PlanChange, Terms, UsageRecord) and is

@@ -11,7 +11,7 @@ from plans.services import products_builtin_ensure
 
 
 def seeded_plan(slug: str) -> Plan:
-    """One of the DESIGN §3 plans, as the data migration writes it (transactional tests flush it)."""
+    """One of the seeded plans (README "Plans"), as the data migration writes it (transactional tests flush it)."""
     from importlib import import_module
 
     rows = {row["slug"]: row for row in import_module("plans.migrations.0002_seed_plans").PLANS}

@@ -49,7 +49,7 @@ SINCE_LAST_YEAR = datetime(2025, 1, 1, tzinfo=timezone.utc)
 @pytest.fixture
 def customer(db, starter_plan):
     """On Starter since before this month: its run is the whole month, all 50,000 calls included
-    (a customer signed up today gets today's share of them, DESIGN §6)."""
+    (a customer signed up today gets today's share of them, README "Billing")."""
     return CustomerFactory(plan=starter_plan, created_at=SINCE_LAST_YEAR)
 
 

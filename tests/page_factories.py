@@ -11,7 +11,7 @@ STRONG_PASSWORD = "violet-Harbour-93-lantern"
 
 
 def seeded_public_plans() -> list[Plan]:
-    """All DESIGN §3 plans, re-created if a transactional test flushed them."""
+    """All seeded plans (README "Plans"), re-created if a transactional test flushed them."""
     rows = import_module("plans.migrations.0002_seed_plans").PLANS
     return [seeded_plan(row["slug"]) for row in rows]
 

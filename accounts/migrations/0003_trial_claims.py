@@ -1,4 +1,4 @@
-"""One free trial per person: TrialClaim, and when each trial began (DESIGN §6).
+"""One free trial per person: TrialClaim, and when each trial began (README "Billing").
 
 Existing trials are remembered: each customer that had one claims its mailbox (the first
 account of a mailbox keeps the claim) and gets trial_started_at = created_at, where it began.

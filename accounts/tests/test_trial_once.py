@@ -1,4 +1,4 @@
-"""One free trial per person at signup (issue 13, item 9; DESIGN §6)."""
+"""One free trial per person at signup (issue 13, item 9; README "Billing")."""
 from __future__ import annotations
 
 import threading

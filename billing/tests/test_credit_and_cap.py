@@ -1,4 +1,4 @@
-"""Credit staff add in admin, and the hard-stop spend cap against plan changes (DESIGN §6)."""
+"""Credit staff add in admin, and the hard-stop spend cap against plan changes (README "Billing")."""
 from __future__ import annotations
 
 from datetime import date

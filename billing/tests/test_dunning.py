@@ -1,4 +1,4 @@
-"""Dunning and past-due (DESIGN §6): a retry waits for its day, each due charge is claimed once,
+"""Dunning and past-due (README "Billing"): a retry waits for its day, each due charge is claimed once,
 an issued invoice nobody charged is found, and past-due ends with the last unpaid failure."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Invoices checked two ways: against figures worked out by hand from DESIGN §6, and against an
+"""Invoices checked two ways: against figures worked out by hand from README "Billing", and against an
 independent recomputation (tests/billing_oracle.py) that shares no code with billing's rating.
 
 Each scenario runs twice: side "oracle" checks the recomputation against the hand figures, side

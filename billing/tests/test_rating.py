@@ -1,4 +1,4 @@
-"""billing.rating by hand: every figure below is worked out in its comment from DESIGN §6's words."""
+"""billing.rating by hand: every figure below is worked out in its comment from the words of README "Billing"."""
 from __future__ import annotations
 
 from dataclasses import dataclass

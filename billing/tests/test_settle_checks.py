@@ -1,4 +1,4 @@
-"""A Stripe payment event settles an invoice only when it matches the attempt on record (DESIGN §6).
+"""A Stripe payment event settles an invoice only when it matches the attempt on record (README "Billing").
 
 Every event here goes through the real endpoint, signed with the webhook secret as Stripe
 signs it: the signature proves who sent the event, not that it is about the right charge.

@@ -1,4 +1,4 @@
-"""Every demo invoice agrees with an independent recomputation of DESIGN §6 (issue 13's audit:
+"""Every demo invoice agrees with an independent recomputation of README "Billing" (issue 13's audit:
 27 of 195 demo invoices were wrong and the nightly reconciliation, recomputing with the
 invoice's own function, saw none). The recomputation is tests/billing_oracle.py, which shares no
 code with billing's rating."""

@@ -1,4 +1,4 @@
-"""DESIGN §4: only a 2xx answer is billed and uses the monthly quota; anything else the product
+"""README "The metered API": only a 2xx answer is billed and uses the monthly quota; anything else the product
 answers is released, but keeps its place in the per-minute window."""
 from __future__ import annotations
 

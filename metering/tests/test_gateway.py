@@ -1,4 +1,4 @@
-"""The gateway (DESIGN §8) in front of a real upstream process on loopback (tests/upstream_server.py):
+"""The gateway (README "Sell your own API") in front of a real upstream process on loopback (tests/upstream_server.py):
 billing by the upstream's answer, header hygiene both ways, the signature, path escapes, refusals.
 
 Through Django's test client, in-process; streaming, concurrency and exact limits under load

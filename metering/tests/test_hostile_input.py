@@ -89,7 +89,7 @@ def test_wrong_content_type_is_a_415(client_with_key):
 
 
 def test_bad_input_and_refusals_are_not_billed(client_with_key, db):
-    """DESIGN §4: only a 2xx answer is billed; bad input the product refuses is free."""
+    """README "The metered API": only a 2xx answer is billed; bad input the product refuses is free."""
     assert client_with_key.get("/v1/geocode").status_code == 400
     APIClient().get("/v1/geocode?q=Paris", HTTP_X_API_KEY="sk_live_nope")  # 401: free
     assert client_with_key.get("/v1/geocode?q=Paris").status_code == 200

@@ -38,7 +38,7 @@ def test_new_terms_apply_to_the_next_call_and_a_plan_edit_alone_changes_nothing(
         starter_plan.rate_per_minute = 7
         starter_plan.entitlements = ["text"]
         starter_plan.save()
-    # Grandfathered: the customer keeps the terms it took (DESIGN §6).
+    # Grandfathered: the customer keeps the terms it took (README "Billing").
     response = client_with_key.get("/v1/geocode?q=Paris")
     assert response.status_code == 200 and response["X-RateLimit-Limit"] == "100"
     with django_capture_on_commit_callbacks(execute=True):

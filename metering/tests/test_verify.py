@@ -1,4 +1,4 @@
-"""The verify API (DESIGN §8): a service with its own edge asks whether a key may make one call
+"""The verify API (README "Sell your own API"): a service with its own edge asks whether a key may make one call
 of its product; Tollbooth meters it like its own calls and bills it now, or when settled."""
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def test_settle_later_then_500_releases_the_call_but_it_keeps_its_place_in_the_w
     assert billed(customer) == 0
     assert month_counter(customer) == 0
     assert usage_calls(api_key.raw) == 0
-    # Released calls still count in the per-minute window (DESIGN §4), as the API's own 5xx do.
+    # Released calls still count in the per-minute window (README "The metered API"), as the API's own 5xx do.
     assert verify(token, {"key": api_key.raw}).json()["ratelimit"]["remaining"] == 100 - 2
 
 

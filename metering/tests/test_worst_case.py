@@ -1,4 +1,4 @@
-"""DESIGN §4: no input a client may send costs more than about a second of CPU.
+"""README "The metered API": no input a client may send costs more than about a second of CPU.
 
 Each case of bench/products_worst_case.py (emoji, combining marks, nested JSON, the largest
 images each format may have, files of millions of tiny markers...) must answer what it should

@@ -35,7 +35,7 @@ CENT = Decimal("0.01")
 
 
 def invoice_total(plan: Plan, calls: int) -> Decimal:
-    """DESIGN §6 for a whole month on one plan: base fee plus overage, each line rounded half-up."""
+    """The rule of README "Billing" for a whole month on one plan: base fee plus overage, each line rounded half-up."""
     overage = (max(calls - plan.included_calls, 0) * plan.overage_price).quantize(CENT, ROUND_HALF_UP)
     return plan.price + overage
 

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from django.db import migrations
 
-# DESIGN §3. After this migration the plans are data: staff edit them in Django admin.
+# README "Plans". After this migration the plans are data: staff edit them in Django admin.
 PLANS = [
     dict(slug="free", name="Free", price="0", included_calls=1_000, overage_price="0", hard_cap=True,
          rate_per_minute=10, trial_days=0, entitlements=["geocode", "text"], is_default=True, sort_order=10,

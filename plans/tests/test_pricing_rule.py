@@ -1,4 +1,4 @@
-"""The per-run pricing rule (DESIGN §6), checked against the rule's words in plain Decimal."""
+"""The per-run pricing rule (README "Billing"), checked against the rule's words in plain Decimal."""
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal

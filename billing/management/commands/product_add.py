@@ -1,4 +1,4 @@
-"""Sell an API the company already runs: an upstream product on the named plans (DESIGN §8).
+"""Sell an API the company already runs: an upstream product on the named plans (README "Sell your own API").
 
 Lives in billing, not plans, because the plans' current customers get the product at once
 (billing.subscriptions.plan_product_added), as they do when staff tick it in the admin.
