@@ -23,7 +23,7 @@ from metering.selectors import usage_summary
 from plans.models import Plan, Terms
 
 from .models import CreditEntry, Invoice, InvoiceLine, PlanChange
-from .rating import History, Rating, Run, period_days, rate
+from .rating import BALANCE_CREDIT, History, Rating, Run, rate
 
 __all__ = [
     "History", "LiveUsage", "PlanChangePreview", "Rating", "Run", "credit_balance", "credit_balances", "histories_by_customer",
@@ -42,17 +42,18 @@ def _history(customer_row: tuple, changes: list[tuple]) -> History:
                    trial_ends_at=trial_ends_at, changes=tuple(changes))
 
 
-def history_of(*, customer: Customer, before: datetime | None = None, upto: datetime | None = None) -> History:
+def history_of(*, customer: Customer | int, before: datetime | None = None, upto: datetime | None = None) -> History:
     """The customer's terms over time, from changes made before `before` (a period's end) and no
     later than `upto` (now, for a projection): what was known then, whatever happened since."""
-    changes = PlanChange.objects.filter(customer_id=customer.pk)
+    customer_id = getattr(customer, "pk", customer)
+    changes = PlanChange.objects.filter(customer_id=customer_id)
     if before is not None:
         changes = changes.filter(at__lt=before)
     if upto is not None:
         changes = changes.filter(at__lte=upto)
     rows = list(changes.order_by("at", "pk").values_list("at", "terms_id", "reason"))
     # Read from the row, not the caller's object: a copy loaded before a trial started would bill trial days.
-    fresh = Customer.objects.values_list("created_at", "signup_terms_id", "trial_started_at", "trial_ends_at").get(pk=customer.pk)
+    fresh = Customer.objects.values_list("created_at", "signup_terms_id", "trial_started_at", "trial_ends_at").get(pk=customer_id)
     return _history(fresh, rows)
 
 
@@ -147,7 +148,7 @@ def _draft_credit_lines(invoice_ids: list[int]) -> list[Decimal]:
     if not invoice_ids:
         return []
     return list(InvoiceLine.objects.filter(invoice_id__in=invoice_ids, kind=InvoiceLine.Kind.CREDIT,
-                                           description__startswith="Credit from").values_list("amount", flat=True))
+                                           description=BALANCE_CREDIT).values_list("amount", flat=True))
 
 
 def projected_calls(*, rating_days: list, daily: dict[date, int], history: History, now: datetime) -> dict[date, int] | None:
@@ -222,10 +223,6 @@ def plan_change_preview(
     )
 
 
-def rating_days(*, period: str, history: History) -> list:
-    return period_days(period=period, history=history)
-
-
 def invoices_for_customer(*, customer: Customer) -> list[Invoice]:
     return list(Invoice.objects.filter(customer=customer).exclude(status=Invoice.Status.DRAFT).order_by("-period"))
 
@@ -274,12 +271,9 @@ def _history_and_terms(customer: Customer | int, *, version: int | None, end: da
     customer_id = getattr(customer, "pk", customer)
     key = (customer_id, version, end)
     hit = _histories.get(key) if version is not None else None
-    if hit is not None and not any(hit[0].changes and at > now for at, _, _ in hit[0].changes):
+    if hit is not None:
         return hit
-    if not isinstance(customer, Customer):
-        customer = Customer.objects.only(
-            "pk", "created_at", "signup_terms_id", "trial_started_at", "trial_ends_at").get(pk=customer_id)
-    history = history_of(customer=customer, before=end, upto=now)
+    history = history_of(customer=customer_id, before=end, upto=now)
     found = (history, terms_by_id(_history_terms(history)))
     if version is not None:
         _histories[key] = found
