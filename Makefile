@@ -18,7 +18,7 @@ run: export SECRET_KEY ?= $(shell test -s var/secret_key || { mkdir -p var && um
 	$(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key; }; cat var/secret_key)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test e2e-deps bench bench-gateway bench-billing bench-dashboard bench-products fuzz clean
+.PHONY: install run test test-fast e2e-deps bench bench-gateway bench-billing bench-dashboard bench-products fuzz clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,18 +40,29 @@ e2e-deps:
 		if [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else echo "chromium is missing: run 'sudo apt-get install chromium' for the browser tests" >&2; fi; }
 
-test: install e2e-deps
-	$(BIN)/python -m config.embedded --dir var/test --ephemeral -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+# Both test targets run pytest inside the same embedded services (var/test).
+PYTEST_EMBEDDED := $(BIN)/python -m config.embedded --dir var/test --ephemeral -- $(BIN)/python -m pytest
 
+test: install e2e-deps
+	$(PYTEST_EMBEDDED) $(PYTEST_ARGS)
+
+# The edit-test loop: no browser tests (so no Chromium) and none marked slow (real servers,
+# processes, benchmarks). `make test` runs everything.
+test-fast: install
+	$(PYTEST_EMBEDDED) -m "not e2e and not slow" $(PYTEST_ARGS)
+
+# Every bench takes BENCH_QUICK=1: a tiny run that needs neither wrk nor nginx (bench/load.py);
+# the test suite runs each bench that way (tests/test_bench_smoke.py).
 bench: install
-	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	@[ "$${BENCH_QUICK:-0}" != "0" ] || command -v wrk >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m config.embedded --dir var/bench --ephemeral -- $(BIN)/python bench/hotpath.py
 
 # An upstream called directly, through the gateway and through nginx, at 0 and 100 ms latency;
 # plus the metered built-in view and /v1/verify (bench/gateway.py).
 bench-gateway: install
-	@command -v wrk >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1 || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null; }
+	@[ "$${BENCH_QUICK:-0}" != "0" ] || { command -v wrk >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1; } || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null; }
 	$(BIN)/python -m config.embedded --dir var/bench --ephemeral -- $(BIN)/python bench/gateway.py
 
 # Month close for 10,000 customers with a month of usage each: seconds and SQL queries per batch.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest
 
-from config.redis_client import (
+from core.redis import (
     REDIS_UNAVAILABLE, redis_client, redis_is_marked_down, redis_mark_down, redis_mark_up,
 )
 

@@ -7,6 +7,7 @@ them upgrading mid-month and a twentieth ending a trial in it, then runs the mon
 previous month and prints its seconds and the SQL queries of each batch. The queries per batch
 must not grow with the batch: the close costs a constant number of round trips per batch of
 customers, not per customer. Charges and emails are queued (one task per batch), not run here.
+BENCH_QUICK=1: 40 customers in batches of 10 (bench/load.py).
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
 
-CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "10000"))
-BATCH = int(os.environ.get("BENCH_BATCH", "1000"))
+from bench.load import knob  # noqa: E402
+
+CUSTOMERS = knob("BENCH_CUSTOMERS", 10_000, 40)
+BATCH = knob("BENCH_BATCH", 1_000, 10)
 
 
 def setup(period: str) -> None:

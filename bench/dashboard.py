@@ -9,6 +9,7 @@ year of monthly invoices with their lines (COPY). Then it renders /dashboard/ as
 /portal/ as a customer with 90 days of usage on two keys, in process (Django's test client:
 middleware, views, templates, no network), and prints the median server time and the SQL
 queries of each page. Targets: /dashboard/ under 500 ms and 25 queries; /portal/ under 150 ms.
+BENCH_QUICK=1: 60 customers, 3,000 usage rows, 2 rounds (bench/load.py).
 """
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
 
-CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "10000"))
-USAGE_ROWS = int(os.environ.get("BENCH_USAGE_ROWS", "1000000"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
+from bench.load import knob  # noqa: E402
+
+CUSTOMERS = knob("BENCH_CUSTOMERS", 10_000, 60)
+USAGE_ROWS = knob("BENCH_USAGE_ROWS", 1_000_000, 3_000)
+ROUNDS = knob("BENCH_ROUNDS", 7, 2)
 PRODUCTS = ("geocode", "text", "image")
 
 
@@ -164,21 +167,23 @@ def _usage(connection, customers: list, portal_keys: list[int], now: datetime) -
     print(f"  {sum(share.values()) + 270:,} usage rows")
 
 
-BENCH_DB = "tb_bench_dashboard"
-
-
 def _fresh_database() -> None:
     """A database of its own, made afresh: other benchmarks' rows (var/bench is shared) would
-    skew the figures, and ours would trip theirs."""
+    skew the figures, and ours would trip theirs. Named after DATABASE_URL's, so two runs on
+    different databases of one server never drop each other's."""
     from urllib.parse import urlsplit
 
     import psycopg
 
     url = urlsplit(os.environ["DATABASE_URL"])
+    bench_db = url.path.lstrip("/") + "_dashboard"
+    # BENCH_DB_TEMPLATE: an empty, migrated database to copy, so the migrations need not run again
+    # (tests/test_bench_smoke.py).
+    template = os.environ.get("BENCH_DB_TEMPLATE")
     with psycopg.connect(url._replace(path="/postgres").geturl(), autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {BENCH_DB}")
-    os.environ["DATABASE_URL"] = url._replace(path=f"/{BENCH_DB}").geturl()
+        admin.execute(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{bench_db}"' + (f' TEMPLATE "{template}"' if template else ""))
+    os.environ["DATABASE_URL"] = url._replace(path=f"/{bench_db}").geturl()
 
 
 def setup():
@@ -281,9 +286,9 @@ def _drop_database() -> None:
     from django.db import connections
 
     connections.close_all()
-    url = urlsplit(os.environ["DATABASE_URL"])
+    url = urlsplit(os.environ["DATABASE_URL"])  # _fresh_database's
     with psycopg.connect(url._replace(path="/postgres").geturl(), autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        admin.execute(f'DROP DATABASE IF EXISTS "{url.path.lstrip("/")}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ Side by side in one run on this machine's loopback, all driven by wrk:
 
 Prints req/s, p50 and p99 of each, the latency the gateway and nginx add over a direct call,
 and the ratios the issue sets as targets. Rounds alternate the endpoints (median round counts).
+BENCH_QUICK=1 runs one short round with a Python load loop instead of wrk (bench/load.py), and
+leaves nginx out when it is not installed.
 """
 from __future__ import annotations
 
@@ -27,17 +29,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.hotpath import _ms, _wait_until_serving  # noqa: E402
+from bench.hotpath import _wait_until_serving  # noqa: E402
+from bench.load import QUICK, Load, drive, knob, load_label  # noqa: E402
 
 # After that import (it names its own settings): the bench endpoints and the real /v1 routes.
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings_gateway"
 
-DURATION = os.environ.get("BENCH_SECONDS", "8")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
-SLOW_CONNECTIONS = int(os.environ.get("BENCH_SLOW_CONNECTIONS", "200"))
+DURATION = knob("BENCH_SECONDS", 8.0, 0.5)
+WARM_UP_SECONDS = 1.0 if not QUICK else 0.2
+ROUNDS = knob("BENCH_ROUNDS", 3, 1)
+CONNECTIONS = knob("BENCH_CONNECTIONS", 16, 2)
+SLOW_CONNECTIONS = knob("BENCH_SLOW_CONNECTIONS", 200, 4)
 SLOW_MS = 100
-CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "64"))
+CUSTOMERS = knob("BENCH_CUSTOMERS", 64, 4)
 SLUG = "bench-upstream"
 
 
@@ -72,38 +76,6 @@ def setup(upstream_port: int) -> tuple[list[str], str]:
     keys = [api_key_issue(customer=CustomerFactory(plan=plan, owner__email=f"bench-gw-{run}-{n}@example.com"),
                           name="bench").raw for n in range(CUSTOMERS)]
     return keys, token
-
-
-def wrk_scripts(keys: list[str], token: str, directory: Path) -> dict[str, Path]:
-    """wrk scripts: each request with the next customer's key (as X-API-Key, or in a verify body)."""
-    table = "local keys = {" + ", ".join(f'"{k}"' for k in keys) + "}\nlocal i = 0\n"
-    scripts = {
-        "key": table + "request = function()\n  i = i + 1\n"
-                       '  return wrk.format(nil, nil, {["X-API-Key"] = keys[(i % #keys) + 1]})\nend\n',
-        "verify": table + "request = function()\n  i = i + 1\n"
-                          '  return wrk.format("POST", nil, {["Authorization"] = "Bearer ' + token + '", '
-                          '["Content-Type"] = "application/json"}, '
-                          "'{\"key\": \"' .. keys[(i % #keys) + 1] .. '\"}')\nend\n",
-    }
-    paths = {}
-    for name, text in scripts.items():
-        paths[name] = directory / f"{name}.lua"
-        paths[name].write_text(text)
-        paths[name].chmod(0o600)
-    return paths
-
-
-def wrk(url: str, script: Path, connections: int, duration: str = DURATION) -> dict:
-    threads = min(2, connections)
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency",
-         "-s", str(script), url], capture_output=True, text=True, check=True).stdout
-    failed = [m.group(0) for m in re.finditer(r"(Non-2xx or 3xx responses: \d+|Socket errors: .*)", out)]
-    if failed:
-        raise SystemExit(f"{url}: {'; '.join(failed)}\n{out}")
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
-            "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))}
 
 
 # --- the three servers ---
@@ -196,13 +168,13 @@ def nginx_start(port: int, upstream: int, directory: Path) -> subprocess.Popen:
 # --- the run ---
 
 
-def measure(cases: dict[str, tuple[str, Path, int]]) -> dict[str, dict]:
-    for url, script, _connections in cases.values():  # warm-up: imports, key cache, pools, script load
-        wrk(url, script, 4, duration="1")
+def measure(cases: dict[str, tuple[str, Load, Path | None, int]]) -> dict[str, dict]:
+    for url, load, script, _connections in cases.values():  # warm-up: imports, key cache, pools, script load
+        drive(url, load, connections=4, seconds=WARM_UP_SECONDS, script=script)
     runs: dict[str, list[dict]] = {name: [] for name in cases}
     for _ in range(ROUNDS):
-        for name, (url, script, connections) in cases.items():
-            runs[name].append(wrk(url, script, connections))
+        for name, (url, load, script, connections) in cases.items():
+            runs[name].append(drive(url, load, connections=connections, seconds=DURATION, script=script))
     return {name: {k: statistics.median(r[k] for r in results) for k in ("rps", "p50", "p99")}
             for name, results in runs.items()}
 
@@ -224,9 +196,10 @@ def sanity(gateway: str, keys: list[str], token: str) -> None:
 
 
 def main() -> None:
-    for tool in ("wrk", "nginx"):
+    for tool in () if QUICK else ("wrk", "nginx"):
         if not shutil.which(tool):
-            raise SystemExit(f"{tool} is missing: apt-get install {tool}")
+            raise SystemExit(f"{tool} is missing: apt-get install {tool} (or BENCH_QUICK=1 for a run without it)")
+    with_nginx = bool(shutil.which("nginx"))
     from tests.servers import free_port, stop
 
     workdir = Path(tempfile.mkdtemp(prefix="tollbooth-bench-gateway-"))
@@ -235,26 +208,29 @@ def main() -> None:
         upstream_port, nginx_port, web_port = free_port(), free_port(), free_port()
         processes.append(upstream_start(upstream_port))
         keys, token = setup(upstream_port)
-        scripts = wrk_scripts(keys, token, workdir)
-        processes.append(nginx_start(nginx_port, upstream_port, workdir / "nginx"))
+        key, verify = Load(keys=tuple(keys)), Load(keys=tuple(keys), service_token=token)
+        key_script = None if QUICK else key.wrk_script(workdir / "key.lua")
+        verify_script = None if QUICK else verify.wrk_script(workdir / "verify.lua")
+        if with_nginx:
+            processes.append(nginx_start(nginx_port, upstream_port, workdir / "nginx"))
         args = procfile_web_args()
         processes.append(gunicorn_start(web_port, args))
         direct, nginx, gateway = (f"http://127.0.0.1:{p}" for p in (upstream_port, nginx_port, web_port))
         sanity(gateway, keys, token)
-        print(f"{ROUNDS} rounds x {DURATION}s, wrk -t2, {CUSTOMERS} customers' keys in turn, on {os.cpu_count()} "
-              f"cores (median round)\ngunicorn (Procfile web): {' '.join(args)}\n")
-        key, verify = scripts["key"], scripts["verify"]
-        results = measure({
-            "direct 0ms": (f"{direct}/api/sleep/0", key, CONNECTIONS),
-            "nginx 0ms": (f"{nginx}/v1/{SLUG}/sleep/0", key, CONNECTIONS),
-            "gateway 0ms": (f"{gateway}/v1/{SLUG}/sleep/0", key, CONNECTIONS),
-            "built-in /v1/geocode": (f"{gateway}/v1/geocode?q=Paris&limit=1", key, CONNECTIONS),
-            "/v1/verify": (f"{gateway}/v1/verify", verify, CONNECTIONS),
-            f"direct {SLOW_MS}ms": (f"{direct}/api/sleep/{SLOW_MS}", key, SLOW_CONNECTIONS),
-            f"nginx {SLOW_MS}ms": (f"{nginx}/v1/{SLUG}/sleep/{SLOW_MS}", key, SLOW_CONNECTIONS),
-            f"gateway {SLOW_MS}ms": (f"{gateway}/v1/{SLUG}/sleep/{SLOW_MS}", key, SLOW_CONNECTIONS),
-        })
-        report(results)
+        print(f"{ROUNDS} rounds x {DURATION:g}s, {load_label(CONNECTIONS)}, {CUSTOMERS} customers' keys in turn, "
+              f"on {os.cpu_count()} cores (median round)\ngunicorn (Procfile web): {' '.join(args)}\n")
+        if not with_nginx:
+            print("nginx is not installed: its rows are left out\n")
+        cases = {}
+        for ms, connections in ((0, CONNECTIONS), (SLOW_MS, SLOW_CONNECTIONS)):
+            cases[f"direct {ms}ms"] = (f"{direct}/api/sleep/{ms}", key, key_script, connections)
+            if with_nginx:
+                cases[f"nginx {ms}ms"] = (f"{nginx}/v1/{SLUG}/sleep/{ms}", key, key_script, connections)
+            cases[f"gateway {ms}ms"] = (f"{gateway}/v1/{SLUG}/sleep/{ms}", key, key_script, connections)
+            if ms == 0:
+                cases["built-in /v1/geocode"] = (f"{gateway}/v1/geocode?q=Paris&limit=1", key, key_script, connections)
+                cases["/v1/verify"] = (f"{gateway}/v1/verify", verify, verify_script, connections)
+        report(measure(cases))
     finally:
         for process in reversed(processes):
             stop(process)
@@ -268,9 +244,13 @@ def report(results: dict[str, dict]) -> None:
         print(f"{name:24} {connections:5} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f}")
     print()
     for ms in (0, SLOW_MS):
-        d, n, g = (results[f"{who} {ms}ms"] for who in ("direct", "nginx", "gateway"))
-        print(f"at {ms} ms, added over direct: gateway p50 {g['p50'] - d['p50']:+.2f} ms, p99 "
-              f"{g['p99'] - d['p99']:+.2f} ms; nginx p50 {n['p50'] - d['p50']:+.2f} ms, p99 {n['p99'] - d['p99']:+.2f} ms")
+        d, g = results[f"direct {ms}ms"], results[f"gateway {ms}ms"]
+        line = (f"at {ms} ms, added over direct: gateway p50 {g['p50'] - d['p50']:+.2f} ms, "
+                f"p99 {g['p99'] - d['p99']:+.2f} ms")
+        if f"nginx {ms}ms" in results:
+            n = results[f"nginx {ms}ms"]
+            line += f"; nginx p50 {n['p50'] - d['p50']:+.2f} ms, p99 {n['p99'] - d['p99']:+.2f} ms"
+        print(line)
     builtin = results["built-in /v1/geocode"]["rps"]
     fast, slow = results["gateway 0ms"]["rps"], results[f"gateway {SLOW_MS}ms"]["rps"]
     allowed = min(SLOW_CONNECTIONS / (SLOW_MS / 1000), fast)

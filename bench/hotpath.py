@@ -4,12 +4,12 @@
 
 Starts gunicorn on this machine's loopback, drives it with wrk, and prints req/s, p50, p99
 and the ratios, all measured side by side in one run. Rounds alternate the endpoints so a
-noisy neighbour hurts each of them alike; the median round counts.
+noisy neighbour hurts each of them alike; the median round counts. BENCH_QUICK=1 runs one
+short round on one server with a Python load loop instead of wrk (bench/load.py).
 """
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -22,18 +22,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
 
-DURATION = os.environ.get("BENCH_SECONDS", "8")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "16")
-CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "64"))
+from bench.load import QUICK, Load, drive, knob, load_label  # noqa: E402
+
+DURATION = knob("BENCH_SECONDS", 8.0, 0.5)
+WARM_UP_SECONDS = 1.0 if not QUICK else 0.2
+ROUNDS = knob("BENCH_ROUNDS", 3, 1)
+CONNECTIONS = knob("BENCH_CONNECTIONS", 16, 2)
+CUSTOMERS = knob("BENCH_CUSTOMERS", 64, 4)
 SERVERS = {
     "granian wsgi -w 2 (8 threads each)": ["granian"],
     "gunicorn sync -w 2": ["--workers", "2", "--worker-class", "sync"],
     "gunicorn sync -w 4": ["--workers", "4", "--worker-class", "sync"],
     "gunicorn gthread -w 2 -t 4": ["--workers", "2", "--worker-class", "gthread", "--threads", "4"],
 }
-if os.environ.get("BENCH_SERVERS"):
-    SERVERS = {name: SERVERS[name] for name in os.environ["BENCH_SERVERS"].split(",")}
+if os.environ.get("BENCH_SERVERS") or QUICK:
+    chosen = os.environ.get("BENCH_SERVERS") or "gunicorn sync -w 2"
+    SERVERS = {name: SERVERS[name] for name in chosen.split(",")}
 
 
 def setup() -> list[str]:
@@ -54,36 +58,6 @@ def setup() -> list[str]:
     run = os.urandom(4).hex()
     return [api_key_issue(customer=CustomerFactory(plan=plan, owner__email=f"bench-{run}-{n}@example.com"),
                           name="bench").raw for n in range(CUSTOMERS)]
-
-
-def wrk_script(raws: list[str], directory: Path) -> Path:
-    """A wrk script that sends each request with the next customer's key."""
-    path = directory / "keys.lua"
-    keys = ", ".join(f'"{raw}"' for raw in raws)
-    path.write_text(
-        f"local keys = {{{keys}}}\nlocal i = 0\n"
-        "request = function()\n  i = i + 1\n"
-        '  return wrk.format(nil, nil, {["X-API-Key"] = keys[(i % #keys) + 1]})\nend\n'
-    )
-    path.chmod(0o600)
-    return path
-
-
-def wrk(url: str, script: Path) -> dict:
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True).stdout
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        raise SystemExit(f"{url} answered {non2xx.group(1)} errors:\n{out}")
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
-            "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))}
-
-
-def _ms(value: str) -> float:
-    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def serve(args: list[str], port: int) -> subprocess.Popen:
@@ -117,19 +91,19 @@ def _wait_until_serving(url: str, *, workers: int, timeout: float = 120) -> None
             time.sleep(0.2)
 
 
-def measure(server: str, script: Path, paths: list[str]) -> dict[str, dict]:
+def measure(server: str, load: Load, script: Path | None, paths: list[str]) -> dict[str, dict]:
     from tests.servers import free_port, stop
 
     port = free_port()
     process = serve(SERVERS[server], port)
     try:
         for path in paths:  # warm-up: imports, key cache, script load
-            wrk_quick = ["wrk", "-t1", "-c4", "-d1s", "-s", str(script), f"http://127.0.0.1:{port}{path}"]
-            subprocess.run(wrk_quick, capture_output=True, check=True)
+            drive(f"http://127.0.0.1:{port}{path}", load, connections=4, seconds=WARM_UP_SECONDS, script=script)
         runs = {path: [] for path in paths}
         for _ in range(ROUNDS):
             for path in paths:
-                runs[path].append(wrk(f"http://127.0.0.1:{port}{path}", script))
+                runs[path].append(drive(f"http://127.0.0.1:{port}{path}", load, connections=CONNECTIONS,
+                                        seconds=DURATION, script=script))
         return {path: {k: statistics.median(r[k] for r in results) for k in ("rps", "p50", "p99")}
                 for path, results in runs.items()}
     finally:
@@ -137,22 +111,23 @@ def measure(server: str, script: Path, paths: list[str]) -> dict[str, dict]:
 
 
 def main() -> None:
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is missing: apt-get install wrk")
+    if not QUICK and not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: apt-get install wrk (or BENCH_QUICK=1 for a run without it)")
     workdir = Path(tempfile.mkdtemp(prefix="tollbooth-bench-"))
     try:
-        run(wrk_script(setup(), workdir))
+        load = Load(keys=tuple(setup()))
+        run(load, None if QUICK else load.wrk_script(workdir / "keys.lua"))
     finally:
         shutil.rmtree(workdir)
 
 
-def run(script: Path) -> None:
-    print(f"{ROUNDS} rounds x {DURATION}s, wrk -t2 -c{CONNECTIONS}, {CUSTOMERS} customers' keys in turn, "
+def run(load: Load, script: Path | None) -> None:
+    print(f"{ROUNDS} rounds x {DURATION:g}s, {load_label(CONNECTIONS)}, {CUSTOMERS} customers' keys in turn, "
           f"on {os.cpu_count()} cores (median round)\n")
     print(f"{'server':28} {'endpoint':16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     results = {}
     for server in SERVERS:
-        results[server] = measure(server, script, ["/bench/bare", "/bench/ping", "/bench/metered", "/bench/seed"])
+        results[server] = measure(server, load, script, ["/bench/bare", "/bench/ping", "/bench/metered", "/bench/seed"])
         for path, r in results[server].items():
             print(f"{server:28} {path:16} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f}")
     print()

@@ -8,7 +8,7 @@ negation rules, Unicode normalisation, the JSON decoder, Pillow's per-marker par
 full-size decoding); the time is `time.process_time()` around the product function, or
 around DRF's request parsing and validation for bodies, so no server is needed. Inputs are
 built before the clock starts. `metering/tests/test_worst_case.py` keeps every case under a
-generous bound.
+generous bound. BENCH_QUICK=1 times one cheap case per product, once (QUICK_CASES).
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 MAX_BODY = 2 * 1024 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE
 MAX_TEXT = 20_000
 IMAGE_BYTES = 10 * 1024 * 1024
@@ -101,14 +100,14 @@ def _body(body: bytes, *, analyze: bool = False) -> Callable[[], Callable[[], st
         from rest_framework.request import Request
         from rest_framework.test import APIRequestFactory
 
-        from metering.apis import TextAnalyzeApi
         from metering.parsers import BoundedJSONParser
         from metering.products.text import text_analyze
+        from metering.serializers import TextAnalyzeInput
 
         def call() -> None:
             django_request = APIRequestFactory().post("/v1/text/analyze", body, content_type="application/json")
             data = Request(django_request, parsers=[BoundedJSONParser()]).data
-            serializer = TextAnalyzeApi.InputSerializer(data=data)
+            serializer = TextAnalyzeInput(data=data)
             serializer.is_valid(raise_exception=True)
             if analyze:
                 text_analyze(text=serializer.validated_data["text"])
@@ -343,17 +342,28 @@ def case_measure(case: Case, *, repeats: int = 1) -> tuple[float, str]:
     return statistics.median(timings), outcome
 
 
+# BENCH_QUICK=1: one case per product whose input is quick to build, to show the bench runs.
+QUICK_CASES = ("one 20,000-letter word", "33 levels: one over the limit", "200 letters, no match",
+               "JPEG, 10 MB of junk bytes between markers")
+
+
 def main() -> None:
+    from bench.load import QUICK, knob
+
+    repeats = knob("BENCH_REPEATS", 3, 1)
+    cases = [case for case in CASES if case.label in QUICK_CASES] if QUICK else CASES
+    if len(cases) < (len(QUICK_CASES) if QUICK else 1):
+        sys.exit(f"QUICK_CASES names a case that is gone: {QUICK_CASES}")
     rows = []
-    for case in CASES:
-        ms, outcome = case_measure(case, repeats=REPEATS)
+    for case in cases:
+        ms, outcome = case_measure(case, repeats=repeats)
         rows.append((case, ms, outcome))
         flag = "" if outcome == case.expect else f"  (expected {case.expect})"
         print(f"  {case.product:9} {ms:8.1f} ms  {outcome:26} {case.label}{flag}", file=sys.stderr, flush=True)
-    print(f"\nSlowest input per product (CPU ms, median of {REPEATS}):\n")
+    print(f"\nSlowest input per product (CPU ms, median of {repeats}):\n")
     print(f"| {'product':9} | {'slowest input':58} | {'CPU ms':>7} | {'answer':25} |")
     print(f"|{'-' * 11}|{'-' * 60}|{'-' * 8}:|{'-' * 27}|")
-    for product in dict.fromkeys(case.product for case in CASES):
+    for product in dict.fromkeys(case.product for case in cases):
         case, ms, outcome = max((row for row in rows if row[0].product == product), key=lambda row: row[1])
         print(f"| {product:9} | {case.label:58} | {ms:7.1f} | {outcome:25} |")
     unexpected = [case.label for case, _, outcome in rows if outcome != case.expect]

@@ -8,4 +8,9 @@ os.environ.setdefault("SECURE_HTTPS", "false")
 from config.settings import *  # noqa: E402,F401,F403
 
 ROOT_URLCONF = "bench.urls"
+# Pages render without `collectstatic` first (bench/dashboard.py on a fresh clone): the manifest
+# storage would refuse every {% static %} it has no entry for.
+STORAGES = {  # noqa: F405
+    **STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},  # noqa: F405
+}
 LOGGING = {"version": 1, "disable_existing_loggers": True, "root": {"level": "ERROR"}}

@@ -6,6 +6,7 @@ from django.http import HttpResponseRedirect
 
 from accounts.admin import CustomerAdmin as AccountsCustomerAdmin
 from accounts.models import Customer
+from core.admin import ReadOnlyAdminMixin
 from plans.admin import PlanAdmin as PlansPlanAdmin
 from plans.models import Plan
 
@@ -16,31 +17,12 @@ from .selectors import credit_balance
 from .subscriptions import plan_change, plan_product_added, plan_terms_move_schedule
 
 
-class ReadOnlyAdminMixin:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
+class InvoiceLineInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Lines are written by invoice generation only; an issued invoice never changes."""
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     extra = 0
     fields = ("position", "kind", "description", "quantity", "unit_price", "amount", "plan", "starts_on", "ends_on")
-
-    # Lines are written by invoice generation only; an issued invoice never changes.
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class PaymentAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):

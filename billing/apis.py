@@ -11,7 +11,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from metering.apis import ACCESS_ERROR_EXAMPLES, error_example, errors_documented, ok_example
+from metering.api_docs import ACCESS_ERROR_EXAMPLES, error_example, errors_documented, ok_example
 from metering.throttling import RateLimited, UsageReadThrottle
 
 from .selectors import usage_live

@@ -24,7 +24,6 @@ from plans.models import Plan
 
 from . import signals, tasks
 from .rating import BALANCE_CREDIT, Rating, rate
-from .emails import invoice_issued_email_send
 from .models import CreditEntry, Invoice, InvoiceLine, InvoiceNumberCounter, PaymentAttempt
 from .selectors import (
     credit_balances, histories_by_customer, invoice_compute, spend_caps, terms_by_id, usage_by_customer_day,
@@ -122,8 +121,9 @@ def _issued_announce(invoices: list[Invoice]) -> None:
 
 def invoice_issued_dispatch(*, invoice: Invoice) -> bool:
     """What follows an issue, once per invoice however often the task arrives: the signals
-    (after the issue committed), the charge queued, the email. All or nothing: a failure
-    rolls the receipt back and the task's retry does it again."""
+    (after the issue committed), the charge and the email queued, each on its own queue, so a
+    silent mail server never holds up the charge. All or nothing: a failure rolls the receipt
+    back and the task's retry does it again."""
 
     def work() -> None:
         signals.invoice_issued.send(sender=None, invoice=invoice)
@@ -131,7 +131,7 @@ def invoice_issued_dispatch(*, invoice: Invoice) -> bool:
             signals.invoice_paid.send(sender=None, invoice=invoice)
         if invoice.status == Invoice.Status.OPEN and invoice.total > 0:
             outbox.enqueue(tasks.invoice_charge, invoice_id=invoice.pk)
-        invoice_issued_email_send(invoice_id=invoice.pk)
+        outbox.enqueue(tasks.invoice_issued_email_task, invoice_id=invoice.pk)
 
     return outbox.run_once(key=f"invoice-issued:{invoice.pk}", work=work)
 

@@ -238,7 +238,7 @@ def trial_card_check(*, customer: Customer, method: PaymentMethod) -> bool:
       trial-ended email;
     - a customer who never had a trial claims nothing: a card that only ever paid leaves the
       trials of other accounts alone.
-    Called by payments.card_save, in its transaction.
+    Called by cards.card_save, in its transaction.
     """
     if not method.fingerprint:
         return False

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from config.redis_client import REDIS_UNAVAILABLE
+from core.redis import REDIS_UNAVAILABLE
 
 MONTH_CLOSE_BATCH = 1000
 TRIAL_REMINDER_DAYS = 3
@@ -39,7 +39,7 @@ def usage_flush_all() -> None:
     Raises UsageUnflushed if Redis is unreachable (or the flush lock stays taken): a period is
     never closed without the calls Redis still holds, since an issued invoice never changes.
     """
-    from config.redis_client import redis_client
+    from core.redis import redis_client
     from metering.services import usage_flush
 
     try:
@@ -150,7 +150,7 @@ from .gateway import StripeUnavailable  # noqa: E402
 )
 def invoice_charge(invoice_id: int) -> str:
     """Charge an issued invoice; a retry finds the first try's PaymentIntent instead of a new one."""
-    from .payments import invoice_charge_run
+    from .charging import invoice_charge_run
 
     return invoice_charge_run(invoice_id=invoice_id).outcome
 
@@ -162,7 +162,7 @@ def invoice_charge(invoice_id: int) -> str:
 def stripe_customer_ensure_task(customer_id: int) -> str:
     from accounts.models import Customer
 
-    from .payments import stripe_customer_ensure
+    from .charging import stripe_customer_ensure
 
     return stripe_customer_ensure(customer=Customer.objects.get(pk=customer_id))
 
@@ -171,9 +171,20 @@ def stripe_customer_ensure_task(customer_id: int) -> str:
 def invoices_dunning_run() -> int:
     """Hourly: claim and queue the charges that are due: retry days that have come, issued
     invoices never attempted, attempts a crashed worker left. Two runs at once charge once."""
-    from .payments import invoices_dunning_claim
+    from .dunning import invoices_dunning_claim
 
     return len(invoices_dunning_claim())
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def invoice_issued_email_task(invoice_id: int) -> None:
+    """The invoice email, on the email queue: a silent mail server never holds up the charge."""
+    import outbox
+
+    from .emails import invoice_issued_email_send
+
+    outbox.run_once(key=f"invoice-issued-email:{invoice_id}",
+                    work=lambda: invoice_issued_email_send(invoice_id=invoice_id))
 
 
 @shared_task

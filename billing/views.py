@@ -16,7 +16,8 @@ from accounts.forms import add_service_errors
 from accounts.models import Customer
 from plans.selectors import plans_public
 
-from . import gateway, payments
+from . import gateway
+from .cards import CardSetupFailed, card_setup_confirm, card_setup_start
 from .forms import PlanChangeForm
 from .gateway import BillingError
 from .models import Invoice, PaymentMethod
@@ -50,7 +51,7 @@ def card(request: HttpRequest, customer: Customer) -> HttpResponse:
         messages.error(request, "Card payments are not set up on this server yet.")
         return redirect("billing")
     try:
-        intent = payments.card_setup_start(customer=customer)
+        intent = card_setup_start(customer=customer)
     except BillingError:
         messages.error(request, "We could not reach our payment provider. Please try again in a minute.")
         return redirect("billing")
@@ -74,8 +75,8 @@ def card_done(request: HttpRequest, customer: Customer) -> HttpResponse:
         messages.error(request, "The card was not saved. Please try again.")
         return redirect("billing-card")
     try:
-        method = payments.card_setup_confirm(customer=customer, setup_intent_id=setup_intent_id)
-    except payments.CardSetupFailed as exc:
+        method = card_setup_confirm(customer=customer, setup_intent_id=setup_intent_id)
+    except CardSetupFailed as exc:
         messages.error(request, str(exc))
         return redirect("billing-card")
     except BillingError:

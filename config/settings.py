@@ -8,6 +8,7 @@ import environ
 from celery.schedules import crontab
 from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -136,6 +137,8 @@ STORAGES = {
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
+# A mail server that accepts and never answers must not hold a worker (README "Deploying").
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Tollbooth <billing@tollbooth.local>")
 
 REST_FRAMEWORK = {
@@ -227,6 +230,24 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# One queue per kind of work, each with its own worker in the Procfile (README "Deploying"), so
+# a webhook receiver that hangs or a slow mail server never holds up a charge, the month close or
+# dunning. By name pattern, first match wins: billing's own emails go to `email`, and a task added
+# later lands with its kind. Everything else (usage flushes, the outbox, housekeeping) stays on
+# Celery's default queue, `celery`. Beat's tasks are routed the same way. Declared, so that a
+# worker started without --queues (tests, a one-off) serves all of them.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+# Every queue sits on the default exchange: a message goes straight into the list named by its
+# queue, so a broker that restarted empty (no bindings yet) cannot drop what the outbox drain sends
+# before the workers have declared their queues again.
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(""), routing_key=name) for name in ("celery", "billing", "webhooks", "email")
+]
+CELERY_TASK_ROUTES = {
+    "*_email_*": {"queue": "email"},
+    "notifications.tasks.webhook_*": {"queue": "webhooks"},
+    "billing.tasks.*": {"queue": "billing"},
+}
 # A broker that accepts connections but never answers would otherwise hold a request that
 # publishes (through the outbox, after its commit) for minutes; with these it gives up in
 # seconds, the outbox row stays pending and the beat drain sends it later.

@@ -13,7 +13,7 @@ from metering.models import UsageRecord
 from metering.selectors import month_bounds
 
 from .models import ReconciliationIssue
-from .revenue import PAYING, customer_mrr
+from .mrr import PAYING, customer_mrr
 
 
 # Registered by accounts and re-registered by billing (plan changes), which sit below: the

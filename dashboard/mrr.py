@@ -1,4 +1,5 @@
-"""MRR history rebuilt from the plan-change history: pure functions over rows already loaded.
+"""A customer's MRR today, and its history rebuilt from the plan-change history: pure functions
+over rows already loaded.
 
 A customer's MRR at an instant is the monthly price of the terms it holds then (the snapshot
 taken at signup, then the one each plan change started (README "Billing"), so a staff price edit moves
@@ -15,7 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-ZERO = Decimal("0.00")
+from accounts.models import Customer
+from core.money import ZERO
+from plans.models import Terms
+
+PAYING = (Customer.Status.ACTIVE, Customer.Status.PAST_DUE)
 CANCELLED, REACTIVATED, TRIAL_ENDED = "cancelled", "reactivated", "trial_ended"
 KINDS = ("new", "expansion", "contraction", "churned", "reactivation")
 
@@ -64,6 +69,11 @@ class Timeline:
     def mrr_at(self, instant: datetime) -> Decimal:
         i = bisect_right(self.at, instant) - 1
         return self.mrr[i] if i >= 0 else ZERO
+
+
+def customer_mrr(row: CustomerRow | Customer, terms: Terms) -> Decimal:
+    """Today's MRR of one customer, from its status: paying (active or past due) its terms' price."""
+    return terms.price if row.status in PAYING else ZERO
 
 
 def _trial_end(customer: CustomerRow, changes: list[ChangeRow], now: datetime) -> datetime | None:

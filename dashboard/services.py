@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import Customer
 from accounts.services import user_deactivate
 from billing.models import Invoice, InvoiceLine, PaymentAttempt, PlanChange
-from billing.payments import payment_mismatches
+from billing.payment_events import payment_mismatches
 from billing.subscriptions import customer_cancel
 from metering import connection
 from metering.models import UsageRecord

@@ -16,9 +16,11 @@ from billing.models import Invoice
 
 from .charts import Chart, Series
 from .models import ReconciliationIssue
-from .revenue import (
-    Overview, book_load, call_stats, collector_paused, customer_revenue, dashboard_overview, invoice_totals, month_start,
-)
+from .book import book_load
+from .figures import month_start
+from .invoice_stats import invoice_totals
+from .overview import Overview, collector_paused, customer_revenue, dashboard_overview
+from .usage_stats import call_stats
 
 ISSUES_LISTED = 50
 

@@ -24,7 +24,7 @@ from accounts.models import ApiKey, Customer
 from accounts.services import api_key_issue
 from core.periods import period_bounds, period_of, period_previous
 from billing.models import Invoice, PaymentMethod, PlanChange, TrialNotice
-from billing.payments import invoice_charge_run
+from billing.charging import invoice_charge_run
 from billing.subscriptions import plan_product_added, trial_end
 from billing.invoicing import invoice_generate, invoice_issue, invoice_mark_paid
 from metering.models import UsageRecord

@@ -1,126 +1,30 @@
-"""The metered /v1 API: one APIView per operation, thin, over the product analyzers."""
+"""The /v1 API views: one thin APIView per operation. The built-in products' views meter each
+call around their analyzer; the verify views answer a product's own service. What each
+accepts is in metering/serializers.py; what /v1/docs/ says about it, in metering/api_docs.py
+and metering/verify_docs.py."""
 from __future__ import annotations
 
-
 from django.conf import settings
-from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import (
-    OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer,
-)
-from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from plans.models import BuiltinProduct
 
-from .errors import error_body
+from . import api_docs, verify_docs
 from .meter import meter_settle
-from .parsers import MAX_JSON_DEPTH, BoundedJSONParser
+from .parsers import BoundedJSONParser
 from .products.errors import ProductInputError
 from .products.geocode import geocode_reverse, geocode_search
-from .products.image import DEFAULT_MAX_FULL_DECODE_PIXELS as MAX_FULL_DECODE_PIXELS
-from .products.image import MAX_FRAMES, image_analyze
-from .products.text import MAX_TEXT_LENGTH, text_analyze
-from .throttling import PlanThrottle, RateLimited, throttled_error
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers and booleans instead of quietly turning them into text."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = serializers.CharField(help_text="What went wrong, for people; may be reworded.")
-    code = serializers.CharField(help_text="What went wrong, for programs: a stable slug (see the error codes table).")
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()), required=False,
-        help_text="On bad input: each field at fault and its problems.",
-    )
-    upgrade_url = serializers.URLField(required=False, help_text=(
-        "On `not_entitled` and `quota_exceeded`: the portal page where you change plan."
-    ))
-    upgrade_plan = inline_serializer("UpgradePlan", {
-        "slug": serializers.CharField(help_text="The plan's identifier."),
-        "name": serializers.CharField(help_text="The plan's name."),
-        "price": serializers.DecimalField(max_digits=12, decimal_places=2, help_text="USD per month."),
-    }, required=False, allow_null=True, help_text=(
-        "On `not_entitled` and `quota_exceeded`: the cheapest plan that allows the call, or null when none does."
-    ))
-
-
-def _header(name: str, description: str) -> OpenApiParameter:
-    return OpenApiParameter(name, OpenApiTypes.INT, OpenApiParameter.HEADER, response=True, description=description)
-
-
-METERED_HEADERS = [
-    _header("X-RateLimit-Limit", "Calls allowed per 60-second sliding window (all your keys together)."),
-    _header("X-RateLimit-Remaining", "Calls left in the current window."),
-    _header("X-RateLimit-Reset", "Seconds until the oldest call in the window leaves it."),
-    _header("X-Quota-Limit", "Calls included in your plan this month."),
-    _header("X-Quota-Remaining", "Included calls left this month."),
-    _header("Retry-After", "On 429: seconds to wait before calling again."),
-]
-
-
-def errors_documented(*codes: int) -> dict:
-    described = {
-        400: "Bad input; `fields` names each problem.",
-        401: "`API key required` or `Invalid API key` (unknown, revoked or expired).",
-        402: "`Payment required`: past due beyond the grace period.",
-        403: "`Account cancelled` or `Your plan does not include this endpoint` (with `upgrade_url` and "
-             "`upgrade_plan`).",
-        413: "Payload too large.",
-        429: "`Rate limit exceeded`, `Monthly quota exceeded. Upgrade your plan.` (with `upgrade_url` and "
-             "`upgrade_plan`), `Spend cap reached` (the monthly ceiling you set) or "
-             "`Too many invalid API keys from this address`, with Retry-After.",
-        503: "Usage cannot be recorded for a moment; not billed. Retry after Retry-After seconds.",
-    }
-    return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
-
-
-METERED_ERRORS = (400, 401, 402, 403, 429, 503)
-
-
-def error_example(name: str, status: int, message: str, code: str, **extra) -> OpenApiExample:
-    return OpenApiExample(name, value={**error_body(message, code), **extra}, response_only=True,
-                          status_codes=[str(status)])
-
-
-# Illustrative: the real body names the cheapest public plan of the day.
-UPGRADE_EXAMPLE = {
-    "upgrade_url": settings.SITE_URL.rstrip("/") + "/portal/billing/plan/",
-    "upgrade_plan": {"slug": "starter", "name": "Starter", "price": "49.00"},
-}
-ACCESS_ERROR_EXAMPLES = [
-    error_example("No key", 401, "API key required", "api_key_required"),
-    error_example("Bad key", 401, "Invalid API key", "invalid_api_key"),
-    error_example("Unpaid invoice", 402, "Payment required", "payment_required"),
-    error_example("Cancelled account", 403, "Account cancelled", "account_cancelled"),
-]
-METERED_ERROR_EXAMPLES = [
-    *ACCESS_ERROR_EXAMPLES,
-    error_example("Product not in plan", 403, "Your plan does not include this endpoint", "not_entitled",
-                   **UPGRADE_EXAMPLE),
-    error_example("Rate limit", 429, "Rate limit exceeded", "rate_limited"),
-    error_example("Monthly quota", 429, "Monthly quota exceeded. Upgrade your plan.", "quota_exceeded",
-                   **UPGRADE_EXAMPLE),
-    error_example("Spend cap", 429, "Spend cap reached", "spend_cap"),
-    error_example("Try again shortly", 503, "Metering is unavailable; try again shortly", "metering_unavailable"),
-]
-
-
-def ok_example(name: str, value: dict) -> OpenApiExample:
-    return OpenApiExample(name, value=value, response_only=True, status_codes=["200"])
-
-
-def _bad_input_example(name: str, fields: dict) -> OpenApiExample:
-    return error_example(name, 400, "Invalid input", "invalid_input", fields=fields)
+from .products.image import image_analyze
+from .products.text import text_analyze
+from .serializers import (
+    CallSettleInput, GeocodeInput, ImageAnalyzeInput, ReverseGeocodeInput, TextAnalyzeInput, VerifyInput, json_object,
+    valid,
+)
+from .service_tokens import ServiceTokenAuthentication, ServiceTokenRequired
+from .throttling import PlanThrottle, throttled_error
+from .verify import call_settle, key_verify
 
 
 class MeteredApi(APIView):
@@ -147,57 +51,12 @@ class MeteredApi(APIView):
         return response
 
 
-class PlaceSerializer(serializers.Serializer):
-    name = serializers.CharField(help_text="The place's official name.")
-    country_code = serializers.CharField(help_text="ISO 3166-1 alpha-2 country code, e.g. `FR`.")
-    country = serializers.CharField(allow_null=True, help_text="Country name in English.")
-    admin1 = serializers.CharField(allow_null=True, help_text="GeoNames code of the region (state, province).")
-    lat = serializers.FloatField(help_text="Latitude, degrees (WGS 84).")
-    lon = serializers.FloatField(help_text="Longitude, degrees (WGS 84).")
-    population = serializers.IntegerField(help_text="Population as recorded by GeoNames.")
-    timezone = serializers.CharField(allow_null=True, help_text="IANA time zone, e.g. `Europe/Paris`.")
-
-
-PARIS = {"name": "Paris", "country_code": "FR", "country": "France", "admin1": "11", "lat": 48.85341,
-         "lon": 2.3488, "population": 2138551, "timezone": "Europe/Paris"}
-
-
 class GeocodeApi(MeteredApi):
     product = BuiltinProduct.GEOCODE
 
-    @extend_schema_serializer(component_name="GeocodeInput")
-    class InputSerializer(serializers.Serializer):
-        q = serializers.CharField(max_length=200, trim_whitespace=True, help_text=(
-            "A city name or its beginning, 1 to 200 characters; case and accents are ignored."
-        ))
-        limit = serializers.IntegerField(min_value=1, max_value=20, default=5, help_text=(
-            "How many places to return at most, 1 to 20."
-        ))
-
-    @extend_schema_serializer(component_name="GeocodeOutput")
-    class OutputSerializer(serializers.Serializer):
-        query = serializers.CharField(help_text="The `q` you sent, trimmed.")
-        results = PlaceSerializer(many=True, help_text="Matching places, best first; empty when none match.")
-
-    @extend_schema(
-        operation_id="geocode", summary="Find places by name", tags=["Geocoding"],
-        description=(
-            "Cities and towns by name. An exact name (or a known alternate, `Bombay` finds Mumbai) comes first, "
-            "then names that start with `q`; within each, the most populous first. Case and accents are ignored: "
-            "`sao paulo` finds São Paulo. A call that finds nothing answers 200 with empty `results` and is billed."
-        ),
-        parameters=[InputSerializer, *METERED_HEADERS],
-        responses={200: OutputSerializer, **errors_documented(*METERED_ERRORS)},
-        examples=[
-            ok_example("Paris", {"query": "Paris", "results": [PARIS, {
-                "name": "Parys", "country_code": "ZA", "country": "South Africa", "admin1": "03", "lat": -26.9033,
-                "lon": 27.45727, "population": 71319, "timezone": "Africa/Johannesburg"}]}),
-            _bad_input_example("Missing q", {"q": ["This field is required."]}),
-            *METERED_ERROR_EXAMPLES,
-        ],
-    )
+    @api_docs.geocode
     def get(self, request):
-        data = _valid(self.InputSerializer, request.query_params)
+        data = valid(GeocodeInput, request.query_params)
         results = geocode_search(query=data["q"], limit=data["limit"])
         return Response({"query": data["q"], "results": results})
 
@@ -205,117 +64,19 @@ class GeocodeApi(MeteredApi):
 class ReverseGeocodeApi(MeteredApi):
     product = BuiltinProduct.GEOCODE
 
-    @extend_schema_serializer(component_name="ReverseGeocodeInput")
-    class InputSerializer(serializers.Serializer):
-        lat = serializers.FloatField(min_value=-90, max_value=90, help_text="Latitude, degrees, -90 to 90.")
-        lon = serializers.FloatField(min_value=-180, max_value=180, help_text="Longitude, degrees, -180 to 180.")
-        limit = serializers.IntegerField(min_value=1, max_value=20, default=1, help_text=(
-            "How many places to return, nearest first, 1 to 20."
-        ))
-
-    @extend_schema_serializer(component_name="ReverseGeocodeOutput")
-    class OutputSerializer(serializers.Serializer):
-        results = inline_serializer("ReversePlace", {
-            **PlaceSerializer().fields,
-            "distance_km": serializers.FloatField(help_text="Great-circle distance from your point, km, to 0.1."),
-        }, many=True, help_text="The nearest places, nearest first.")
-
-    @extend_schema(
-        operation_id="geocode_reverse", summary="Find the places nearest to a point", tags=["Geocoding"],
-        description=(
-            "The cities and towns nearest to `lat`, `lon`, nearest first, with their great-circle distance."
-        ),
-        parameters=[InputSerializer, *METERED_HEADERS],
-        responses={200: OutputSerializer, **errors_documented(*METERED_ERRORS)},
-        examples=[
-            ok_example("Central Paris", {"results": [{
-                **PARIS, "name": "Paris 04 Hôtel-de-Ville", "lat": 48.8601, "lon": 2.3507, "population": 27332,
-                "distance_km": 0.4}]}),
-            _bad_input_example("Latitude out of range", {"lat": ["Ensure this value is less than or equal to 90."]}),
-            *METERED_ERROR_EXAMPLES,
-        ],
-    )
+    @api_docs.geocode_reverse
     def get(self, request):
-        data = _valid(self.InputSerializer, request.query_params)
+        data = valid(ReverseGeocodeInput, request.query_params)
         return Response({"results": geocode_reverse(lat=data["lat"], lon=data["lon"], limit=data["limit"])})
-
-
-def _proportion(what: str) -> serializers.FloatField:
-    return serializers.FloatField(min_value=0, max_value=1, help_text=(
-        f"Proportion of the text that reads {what}, 0 to 1; `pos`, `neu` and `neg` add up to about 1. "
-        "A proportion, not a verdict: use `label` and `score`."
-    ))
 
 
 class TextAnalyzeApi(MeteredApi):
     product = BuiltinProduct.TEXT
     parser_classes = [BoundedJSONParser]
 
-    @extend_schema_serializer(component_name="TextAnalyzeInput")
-    class InputSerializer(serializers.Serializer):
-        text = StrictCharField(max_length=MAX_TEXT_LENGTH, trim_whitespace=False, help_text=(
-            f"The text to analyze: 1 to {MAX_TEXT_LENGTH:,} characters (Unicode code points), not only "
-            f"whitespace. The JSON body may nest at most {MAX_JSON_DEPTH} levels deep."
-        ))
-
-    @extend_schema_serializer(component_name="TextAnalyzeOutput")
-    class OutputSerializer(serializers.Serializer):
-        sentiment = inline_serializer("Sentiment", {
-            "label": serializers.ChoiceField(["positive", "negative", "neutral"], help_text=(
-                "The verdict: `positive` when `score` >= 0.05, `negative` when `score` <= -0.05, "
-                "`neutral` in between."
-            )),
-            "score": serializers.FloatField(min_value=-1, max_value=1, help_text=(
-                "Overall sentiment from -1 (most negative) through 0 (neutral) to 1 (most positive): "
-                "VADER's compound score for the whole text. VADER is tuned for sentences and short posts; "
-                "on long texts the score tends towards -1 or 1."
-            )),
-            "compound": serializers.FloatField(min_value=-1, max_value=1, help_text=(
-                "The same value as `score`, under VADER's own name."
-            )),
-            "pos": _proportion("positive"), "neu": _proportion("neutral"), "neg": _proportion("negative"),
-        })
-        counts = inline_serializer("TextCounts", {
-            "characters": serializers.IntegerField(help_text="Unicode code points."),
-            "words": serializers.IntegerField(help_text="Words, split on spaces and punctuation."),
-            "sentences": serializers.IntegerField(help_text="Sentences (at least 1)."),
-        })
-        keywords = inline_serializer("Keyword", {
-            "word": serializers.CharField(help_text="A word of 3 letters or more, lower-cased."),
-            "count": serializers.IntegerField(help_text="How often it occurs."),
-        }, many=True, help_text="Up to 10 most frequent words, common words (the, and, is…) left out.")
-
-    @extend_schema(
-        operation_id="text_analyze", summary="Analyze a text's sentiment, counts and keywords", tags=["Text"],
-        description=(
-            "Send JSON `{\"text\": \"…\"}`. The answer says whether the text reads positive, negative or "
-            "neutral (`sentiment.label`) and how strongly (`sentiment.score`, -1 to 1), counts its characters, "
-            "words and sentences, and lists its most frequent words. Sentiment is tuned for English sentences "
-            "and short posts (reviews, messages, comments); it understands negation (`not good`), emphasis "
-            "(`GREAT!!!`) and emoji."
-        ),
-        request=InputSerializer, parameters=METERED_HEADERS,
-        responses={200: OutputSerializer, **errors_documented(*METERED_ERRORS, 413)},
-        examples=[
-            OpenApiExample("A product review", request_only=True, value={
-                "text": "The new release is fast and the docs are great. Support never answered, though.",
-            }),
-            ok_example("A product review", {
-                "sentiment": {"label": "positive", "score": 0.7783, "compound": 0.7783, "pos": 0.362, "neu": 0.638,
-                              "neg": 0.0},
-                "counts": {"characters": 79, "words": 14, "sentences": 2},
-                "keywords": [{"word": "answered", "count": 1}, {"word": "docs", "count": 1},
-                             {"word": "fast", "count": 1}, {"word": "great", "count": 1}],
-            }),
-            _bad_input_example("Missing text", {"text": ["This field is required."]}),
-            error_example("Body too large", 413, "Request body too large", "payload_too_large"),
-            *METERED_ERROR_EXAMPLES,
-        ],
-    )
+    @api_docs.text_analyze
     def post(self, request):
-        if not isinstance(request.data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["Send a JSON object."]})
-        data = _valid(self.InputSerializer, request.data)
+        data = valid(TextAnalyzeInput, json_object(request))
         return Response(text_analyze(text=data["text"]))
 
 
@@ -323,64 +84,12 @@ class ImageAnalyzeApi(MeteredApi):
     product = BuiltinProduct.IMAGE
     parser_classes = [MultiPartParser]
 
-    @extend_schema_serializer(component_name="ImageAnalyzeInput")
-    class InputSerializer(serializers.Serializer):
-        image = serializers.FileField(help_text=(
-            f"JPEG, PNG, GIF, WebP, BMP, TIFF or AVIF, at most {settings.IMAGE_MAX_BYTES / 1_048_576:g} MB. "
-            f"JPEG may have up to {settings.IMAGE_MAX_PIXELS / 1e6:g} megapixels; other formats, decoded in full, "
-            f"up to {min(settings.IMAGE_MAX_PIXELS, MAX_FULL_DECODE_PIXELS) / 1e6:g}. A file of too many parts "
-            "(frames, chunks, markers, or progressive scans) answers 413 `image_too_complex`."
-        ))
-
-    @extend_schema_serializer(component_name="ImageAnalyzeOutput")
-    class OutputSerializer(serializers.Serializer):
-        format = serializers.CharField(help_text="`JPEG`, `PNG`, `GIF`, `WEBP`, `BMP`, `TIFF` or `AVIF`.")
-        width = serializers.IntegerField(help_text="Pixels.")
-        height = serializers.IntegerField(help_text="Pixels.")
-        mode = serializers.CharField(help_text="Pixel format, e.g. `RGB`, `RGBA`, `L` (greyscale), `P` (palette).")
-        megapixels = serializers.FloatField(help_text="width × height / 1,000,000, to two decimals.")
-        animated = serializers.BooleanField(help_text="True when the file holds more than one frame.")
-        frames = serializers.IntegerField(help_text=(
-            f"Frames (TIFF: pages), counted up to {MAX_FRAMES:,}: {MAX_FRAMES:,} means that many or more."
-        ))
-        dominant_colors = inline_serializer("DominantColor", {
-            "hex": serializers.CharField(help_text="Colour as `#rrggbb`."),
-            "share": serializers.FloatField(help_text="Part of the image in this colour, 0 to 1."),
-        }, many=True, help_text="The main colours, largest share first.")
-        exif = serializers.DictField(help_text=(
-            "Camera metadata found in the file (`make`, `model`, `datetime_original`, `orientation`, …); "
-            "only the keys present, `{}` when none."
-        ))
-
-    @extend_schema(
-        operation_id="image_analyze", summary="Describe an image: format, size, colours and EXIF", tags=["Image"],
-        description=(
-            "Upload the file as `multipart/form-data` in the field `image`. The answer gives its format, size, "
-            "pixel format, frame count, main colours and basic camera metadata. The file is read, not stored."
-        ),
-        request={"multipart/form-data": InputSerializer},
-        parameters=METERED_HEADERS, responses={200: OutputSerializer, **errors_documented(*METERED_ERRORS, 413)},
-        examples=[
-            ok_example("A photo", {
-                "format": "JPEG", "width": 1200, "height": 800, "mode": "RGB", "megapixels": 0.96,
-                "animated": False, "frames": 1,
-                "dominant_colors": [{"hex": "#1e5ac8", "share": 0.625}, {"hex": "#eff0ea", "share": 0.375}],
-                "exif": {"make": "Canon", "model": "Canon EOS R6", "orientation": 1},
-            }),
-            error_example("Not an image", 400, "Not a valid image in a supported format (JPEG, PNG, GIF, WebP, "
-                           "BMP, TIFF, AVIF).", "invalid_image", fields={"image": [
-                               "Not a valid image in a supported format (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF)."]}),
-            error_example("Too large", 413, "Image larger than 10 MB", "image_too_large",
-                           fields={"image": ["Image larger than 10 MB"]}),
-            *METERED_ERROR_EXAMPLES,
-        ],
-    )
+    @api_docs.image_analyze
     def post(self, request):
         # Refuse an oversized upload before Django spools it to disk.
         if _content_length(request) > settings.IMAGE_MAX_BYTES + 64 * 1024:
             raise _image_too_large()
-        data = _valid(self.InputSerializer, request.data)
-        upload = data["image"]
+        upload = valid(ImageAnalyzeInput, request.data)["image"]
         if upload.size > settings.IMAGE_MAX_BYTES:
             raise _image_too_large()
         return Response(image_analyze(
@@ -400,7 +109,26 @@ def _image_too_large() -> ProductInputError:
     return ProductInputError(f"Image larger than {limit:g} MB", code="image_too_large", status=413, field="image")
 
 
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+class VerifyApiBase(APIView):
+    # Called by the product's own service with its service token, never by API customers
+    # (README "Sell your own API").
+    authentication_classes = [ServiceTokenAuthentication]
+    permission_classes = [ServiceTokenRequired]
+    throttle_classes: list = []
+    parser_classes = [BoundedJSONParser]
+
+
+class VerifyApi(VerifyApiBase):
+    @verify_docs.verify
+    def post(self, request):
+        data = valid(VerifyInput, json_object(request))
+        verdict = key_verify(product=request.auth, raw_key=data["key"], settle_later=data["settle"] == "later")
+        return Response(verdict.as_json())
+
+
+class CallSettleApi(VerifyApiBase):
+    @verify_docs.call_settle
+    def post(self, request, call: str):
+        data = valid(CallSettleInput, json_object(request))
+        billed = call_settle(product=request.auth, call=call, status_code=data["status"])
+        return Response({"call": call, "billed": billed})

@@ -1,7 +1,7 @@
 """The metering Lua scripts and key names, over the project's shared Redis client.
 
-The client, the outage errors and the circuit breaker live in config.redis_client; they are
-re-exported here under the names the metering code has always used.
+The client, the outage errors and the outage state machine live in core.redis; they are
+re-exported here under the names the metering code uses.
 """
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from pathlib import Path
 
 import redis
 
-from config.redis_client import (  # noqa: F401 - re-exported
+from core.redis import (  # noqa: F401 - re-exported
     REDIS_UNAVAILABLE as UNAVAILABLE,
     on_recovery,
+    outage_note,
+    outage_note_first,
+    outage_notes_take,
     redis_defer_to_recovery,
     redis_client,
     redis_is_marked_down,

@@ -1,45 +1,36 @@
 """The hot path: one atomic Lua call rate-limits, enforces the caps and reserves a call.
 
-Billing follows the answer (README "The metered API"). The script takes the call's place in the rate window
-and the month counter and records it as open; once answered, a 2xx is billed (its commit joins
-a per-process batch sent off the request path, at most every METERING_COMMIT_SECONDS) and
-anything else is released at once (a second round trip, for non-2xx answers only). A call whose
-worker died before answering stays open until the flush releases it, unbilled.
+Billing follows the answer (README "The metered API"). The script takes the call's place in the
+rate window and the month counter and records it as open; once answered, a 2xx is billed (its
+commit joins the batcher's queue, sent off the request path: metering/batcher.py) and anything
+else is released at once (a second round trip, for non-2xx answers only). A call whose worker
+died before answering stays open until the flush releases it, unbilled.
 
 When Redis cannot be reached the API fails open (Kong's `fault_tolerant`): calls are counted
 straight into Postgres and the per-minute limit is not enforced until Redis is back.
 """
 from __future__ import annotations
 
-import atexit
-import calendar
 import itertools
-import logging
 import os
-import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from datetime import date, datetime, timedelta, timezone as dt_timezone
+from datetime import date, datetime, timezone as dt_timezone
 from typing import Callable
 
-import redis
 from django.conf import settings
 from django.utils import timezone
 
 from . import connection
+from .batcher import commit_later
 from .events import usage_threshold_crossed
 from .keyconfig import KeyConfig, key_config_reload
 from .selectors import month_bounds, usage_month_total, usage_unseen_bound
-from .usage_fields import last_used_field, month_counter_key, open_calls_key, open_member, usage_field
-
-logger = logging.getLogger(__name__)
+from .usage_fields import month_counter_key, open_calls_key, open_member, usage_field
 
 WINDOW_MS = 60_000
-PENDING_TTL_SECONDS = 7 * 86400
 OPEN_TTL_SECONDS = 2 * 86400
 MAX_RELOADS = 3
-# Commits waiting for Redis beyond this many calls are dropped (those calls go unbilled).
-MAX_QUEUED_COMMITS = 100_000
 
 
 class Outcome:
@@ -67,7 +58,6 @@ class MeterResult:
     retry_after: int
     # What settling needs to bill or release exactly this call.
     store: str  # "redis" or "postgres"
-    member: str
     field: str
     product: str
     day: date
@@ -86,8 +76,8 @@ def meter_call(
     """Meter one call. `revalidate` re-checks a reloaded config and raises if it now fails."""
     now = timezone.now()
     result = None
-    # After an outage this process first runs its recovery (see config.redis_client); if Redis
-    # is gone again the call is metered in Postgres.
+    # After an outage this process first runs its recovery (core.redis); if Redis is gone
+    # again the call is metered in Postgres.
     if not connection.redis_is_marked_down() and connection.redis_recovered():
         try:
             result = _meter_in_redis(config, raw_key, product, now, revalidate)
@@ -108,7 +98,8 @@ def meter_settle(*, result: MeterResult, status_code: int) -> None:
         return
     if 200 <= status_code < 300:
         if result.store == "redis":
-            _commit_later(result)
+            commit_later(customer_id=result.config.customer_id, day=result.day, open_member=result.open_member,
+                         field=result.field, key_id=result.config.key_id)
         return
     meter_refund(result)
 
@@ -125,7 +116,7 @@ def meter_refund(result: MeterResult) -> None:
                   product=result.product, day=result.day, calls=-1)
         return
     cid = result.config.customer_id
-    keys = (_open_key(cid, result.day), _month_key(cid, result.day))
+    keys = (open_calls_key(customer_id=cid, day=result.day), month_counter_key(customer_id=cid, day=result.day))
     try:
         connection.run_script(connection.redis_client(), "refund", keys, (result.open_member,))
     except connection.UNAVAILABLE:
@@ -149,11 +140,10 @@ def _meter_in_redis(config, raw_key, product, now, revalidate) -> MeterResult:
     client = connection.redis_client()
     day = now.date()
     member = _member()
-    seed = -1
     for _ in range(MAX_RELOADS + 2):
         keys, args, field = _call_shape(config, product, day)
         opened = open_member(field=field, member=member)
-        reply = connection.run_script(client, "meter", keys, (*args, seed, member, opened))
+        reply = connection.run_script(client, "meter", keys, (*args, member, opened))
         outcome = reply[0]
         if outcome == Outcome.STALE:
             config = revalidate(key_config_reload(raw_key))
@@ -166,7 +156,7 @@ def _meter_in_redis(config, raw_key, product, now, revalidate) -> MeterResult:
             config = revalidate(key_config_reload(raw_key))
             month_counter_seed(customer_id=config.customer_id, day=day, version=config.version)
         else:
-            return _result(outcome, config, reply, field, member, product, day, opened)
+            return _result(outcome, config, reply, field, product, day, opened)
     raise RuntimeError("key config kept changing while metering a call")
 
 
@@ -176,11 +166,11 @@ def _call_shape(config: KeyConfig, product: str, day: date) -> tuple[tuple, tupl
     key, product and day, so the hot path builds them once, not per request."""
     cid = config.customer_id
     field = usage_field(day=day, product=product, key_id=config.key_id)
-    keys = (connection.customer_key(cid, "rl"), _month_key(cid, day), _open_key(cid, day),
-            connection.customer_key(cid, "ver"))
+    keys = (connection.customer_key(cid, "rl"), month_counter_key(customer_id=cid, day=day),
+            open_calls_key(customer_id=cid, day=day), connection.customer_key(cid, "ver"))
     ceiling = -1 if config.call_ceiling is None else config.call_ceiling
     args = (config.version, config.rate_per_minute, WINDOW_MS, config.included_calls, int(config.hard_cap),
-            ceiling, _month_ttl(day), OPEN_TTL_SECONDS)
+            ceiling, OPEN_TTL_SECONDS)
     return keys, args, field
 
 
@@ -201,7 +191,7 @@ def _member() -> str:
     return f"{_member_prefix}:{next(_member_counter)}"
 
 
-def _result(outcome, config, reply, field, member, product, day, opened) -> MeterResult:
+def _result(outcome, config, reply, field, product, day, opened) -> MeterResult:
     _, limit, remaining, reset_ms, month_calls = reply
     reset = max(1, -(-reset_ms // 1000))
     quota_remaining = max(0, config.included_calls - month_calls)
@@ -212,7 +202,7 @@ def _result(outcome, config, reply, field, member, product, day, opened) -> Mete
     return MeterResult(
         outcome=outcome, config=config, rate_limit=limit, rate_remaining=max(0, remaining),
         rate_reset_seconds=reset, quota_limit=config.included_calls, quota_remaining=quota_remaining,
-        retry_after=retry_after, store="redis", member=member, field=field, product=product, day=day,
+        retry_after=retry_after, store="redis", field=field, product=product, day=day,
         month_calls=month_calls, open_member=opened,
     )
 
@@ -231,7 +221,7 @@ def _meter_in_postgres(config: KeyConfig, product: str, now: datetime) -> MeterR
         outcome=Outcome.OK, config=config, rate_limit=config.rate_per_minute,
         rate_remaining=config.rate_per_minute, rate_reset_seconds=WINDOW_MS // 1000,
         quota_limit=config.included_calls, quota_remaining=max(0, config.included_calls - used),
-        retry_after=0, store="postgres", member="", field=usage_field(day=day, product=product, key_id=config.key_id),
+        retry_after=0, store="postgres", field=usage_field(day=day, product=product, key_id=config.key_id),
         product=product, day=day,
     )
     if config.hard_cap and used + unseen >= config.included_calls:
@@ -245,138 +235,7 @@ def _meter_in_postgres(config: KeyConfig, product: str, now: datetime) -> MeterR
     return replace(base, quota_remaining=max(0, config.included_calls - used - 1), month_calls=used + 1)
 
 
-def _month_key(customer_id: int, day: date) -> str:
-    return month_counter_key(customer_id=customer_id, day=day)
-
-
-def _open_key(customer_id: int, day: date) -> str:
-    return open_calls_key(customer_id=customer_id, day=day)
-
-
-def _month_ttl(day: date) -> int:
-    # Keep the month's counter well past its end: late flushes and reconciliation read it.
-    days_in_month = calendar.monthrange(day.year, day.month)[1]
-    return (days_in_month - day.day + 40) * 86400
-
-
 def _seconds_to_next_month(day: date) -> int:
     next_month = month_bounds(day)[1]
     start = datetime(next_month.year, next_month.month, 1, tzinfo=dt_timezone.utc)
     return max(1, int((start - timezone.now()).total_seconds()))
-
-
-# Commits of calls answered 2xx, per (open zset, pending hash): sent in one pipeline by a
-# background thread, so the answered call itself costs no second round trip. What a killed
-# process had queued is lost: those calls are released by the flush, unbilled (never billed
-# twice, at most METERING_COMMIT_SECONDS of one process's answers under-billed).
-_commits: dict[tuple[str, str], list[str]] = {}
-_commits_queued = 0
-_commits_lock = threading.Lock()
-_committer: threading.Thread | None = None
-
-
-def _commit_later(result: MeterResult) -> None:
-    global _commits_queued
-    cid = result.config.customer_id
-    target = (_open_key(cid, result.day), connection.customer_key(cid, "pending"))
-    with _commits_lock:
-        if _commits_queued >= MAX_QUEUED_COMMITS:
-            logger.warning("commit queue full: a call answered 2xx goes unbilled")
-            return
-        _commits.setdefault(target, []).extend(
-            (result.open_member, result.field, last_used_field(key_id=result.config.key_id)))
-        _commits_queued += 1
-    if _committer is None:
-        _committer_start()
-
-
-def meter_commits_send() -> int:
-    """Send this process's queued commits now (the background thread does it every
-    METERING_COMMIT_SECONDS; the flush and process exit call it too). Returns calls billed."""
-    global _commits_queued
-    if connection.redis_is_marked_down():
-        return 0  # kept for the first send after the outage
-    with _commits_lock:
-        batch = dict(_commits)
-        _commits.clear()
-        _commits_queued = 0
-    if not batch:
-        return 0
-    try:
-        return _commits_run(batch)
-    except connection.UNAVAILABLE:
-        connection.redis_mark_down()
-        _commits_requeue(batch)
-        return 0
-
-
-def _commits_run(batch: dict[tuple[str, str], list[str]]) -> int:
-    client = connection.redis_client()
-    lua = connection.script("commit")
-    replies = _commits_pipeline(client, lua.sha, batch)
-    missing = {target: args for (target, args), reply in zip(batch.items(), replies)
-               if isinstance(reply, redis.exceptions.NoScriptError)}
-    if missing:
-        # Redis restarted or was flushed: load the script once and send only what failed.
-        client.script_load(lua.script)
-        replies = [r for r in replies if not isinstance(r, redis.exceptions.NoScriptError)]
-        replies += _commits_pipeline(client, lua.sha, missing)
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return sum(replies)
-
-
-def _commits_pipeline(client, sha: str, batch: dict[tuple[str, str], list[str]]) -> list:
-    pipe = client.pipeline(transaction=False)
-    for (open_key, pending_key), args in batch.items():
-        pipe.evalsha(sha, 2, open_key, pending_key, PENDING_TTL_SECONDS, *args)
-    return pipe.execute(raise_on_error=False)
-
-
-def _commits_requeue(batch: dict[tuple[str, str], list[str]]) -> None:
-    global _commits_queued
-    with _commits_lock:
-        for target, args in batch.items():
-            if _commits_queued + len(args) // 3 > MAX_QUEUED_COMMITS:
-                logger.warning("commit queue full: %d calls answered 2xx go unbilled", len(args) // 3)
-                continue
-            _commits.setdefault(target, []).extend(args)
-            _commits_queued += len(args) // 3
-
-
-def _committer_start() -> None:
-    global _committer
-    with _commits_lock:
-        if _committer is not None:
-            return
-        _committer = threading.Thread(target=_committer_loop, name="meter-commits", daemon=True)
-    _committer.start()
-
-
-def _committer_loop() -> None:
-    pause = threading.Event()
-    while True:
-        pause.wait(getattr(settings, "METERING_COMMIT_SECONDS", 0.5))
-        try:
-            meter_commits_send()
-        except Exception:  # noqa: BLE001 - the thread must outlive any one failure
-            logger.exception("sending metering commits failed")
-
-
-def _committer_reset_after_fork() -> None:
-    # The parent's queue and thread are not this process's: a child starts empty.
-    global _commits, _commits_queued, _commits_lock, _committer
-    _commits, _commits_queued, _commits_lock, _committer = {}, 0, threading.Lock(), None
-
-
-os.register_at_fork(after_in_child=_committer_reset_after_fork)
-# A worker that exits normally (gunicorn's graceful stop, max_requests) bills what it answered.
-atexit.register(meter_commits_send)
-
-
-def open_calls_keys(*, customer_id: int, day: date) -> list[tuple[str, str]]:
-    """(open calls zset, month counter) for this month and the previous one: a call opened just
-    before midnight on the last day of a month is released into that month."""
-    previous = month_bounds(day)[0] - timedelta(days=1)
-    return [(_open_key(customer_id, d), _month_key(customer_id, d)) for d in (day, previous)]

@@ -32,7 +32,7 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
 
 class ServiceTokenAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "metering.verify.ServiceTokenAuthentication"
+    target_class = "metering.service_tokens.ServiceTokenAuthentication"
     name = "ServiceToken"
 
     def get_security_definition(self, auto_schema):

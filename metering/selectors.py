@@ -14,7 +14,7 @@ from core.periods import period_bounds, period_of
 from . import connection
 from .models import UsageFlush, UsageRecord
 from .usage_fields import (
-    flush_generation_key, open_calls_batch, open_calls_key, usage_batch_parse, usage_cache_key,
+    flush_generation_key, month_counter_key, open_calls_batch, open_calls_key, usage_batch_parse, usage_cache_key,
 )
 
 
@@ -162,22 +162,16 @@ class RedisUsage:
     month_counter: int | None
     unflushed: dict[tuple[int, str, str], int]
 
-    @property
-    def unflushed_calls(self) -> int:
-        return sum(self.unflushed.values())
-
 
 def usage_redis_read(*, customer_ids: list[int], day: date) -> dict[int, RedisUsage]:
     """Many customers in one pipeline (one round trip). Read it BEFORE the Postgres totals you
     compare it with: a flush applied in between then shows in Postgres and its in-flight batch,
     now recorded in UsageFlush, is left out here, so nothing is missed or counted twice.
     Raises connection.UNAVAILABLE when Redis cannot be reached."""
-    from .meter import _month_key  # meter imports this module
-
     client = connection.redis_client()
     pipe = client.pipeline(transaction=False)
     for customer_id in customer_ids:
-        pipe.get(_month_key(customer_id, day))
+        pipe.get(month_counter_key(customer_id=customer_id, day=day))
         pipe.hgetall(connection.customer_key(customer_id, "pending"))
         pipe.hgetall(connection.customer_key(customer_id, "inflight"))
         pipe.zrange(open_calls_key(customer_id=customer_id, day=day), 0, -1)

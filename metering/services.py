@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone as dt_timezone
@@ -18,10 +17,13 @@ from django.utils import timezone
 from accounts.models import ApiKey, Customer
 
 from . import connection
-from .meter import _month_ttl, meter_commits_send, open_calls_keys
+from .batcher import meter_commits_send
 from .models import SpendCapChange, UsageFlush, UsageLimits, UsageRecord
 from .selectors import usage_month_snapshot
-from .usage_fields import flush_generation_key, month_counter_key, open_calls_key, usage_batch_parse
+from .usage_fields import (
+    flush_generation_key, month_counter_key, month_counter_ttl, open_calls_key, open_calls_keys,
+    usage_batch_parse, usage_month_prefix,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ def usage_flush() -> FlushReport:
     customers = calls = skipped = 0
     for start in range(0, len(customer_ids), FLUSH_BATCH):
         _open_calls_release(customer_ids[start:start + FLUSH_BATCH])
-        for customer_id, batch in _take(customer_ids[start:start + FLUSH_BATCH]):
+        for customer_id, batch in usage_batches_take(customer_ids=customer_ids[start:start + FLUSH_BATCH]):
             applied = usage_batch_apply(customer_id=customer_id, batch=batch)
             usage_batch_release(customer_id=customer_id, flush_id=batch["__id"])
             if applied is None:
@@ -106,7 +108,9 @@ def _open_calls_release(customer_ids: list[int]) -> None:
     pipe.execute()
 
 
-def _take(customer_ids: list[int]) -> list[tuple[int, dict[str, str]]]:
+def usage_batches_take(*, customer_ids: list[int]) -> list[tuple[int, dict[str, str]]]:
+    """The flush's first step: each customer's pending usage becomes its in-flight batch (or
+    the batch a crashed flush left in flight is taken again)."""
     # This process's own answered calls join the pending hash before it is taken.
     meter_commits_send()
     take = connection.script("flush_take")
@@ -235,17 +239,16 @@ def _versions_send(customer_ids: list[int], *, month_reset: bool) -> None:
     pipe.execute()
 
 
-# What this process could not tell Redis during an outage: customers whose version it did not
-# publish, and customers it counted straight into Postgres (their config version was raised
-# once, so Redis is known to be behind for them until their month counter is rebuilt).
-_unpublished: set[int] = set()
-_counted_in_postgres: set[int] = set()
-_outage_lock = threading.Lock()
+# What this process could not tell Redis during an outage, kept as notes of the outage state
+# (core.redis): customers whose version it did not publish, and customers it counted straight
+# into Postgres (their config version was raised once, so Redis is known to be behind for them
+# until their month counter is rebuilt).
+UNPUBLISHED = "metering.unpublished_versions"
+COUNTED_IN_POSTGRES = "metering.counted_in_postgres"
 
 
 def _unpublished_add(customer_ids: list[int]) -> None:
-    with _outage_lock:
-        _unpublished.update(customer_ids)
+    connection.outage_note(UNPUBLISHED, customer_ids)
 
 
 def customer_counted_in_postgres(*, customer_id: int) -> None:
@@ -253,11 +256,8 @@ def customer_counted_in_postgres(*, customer_id: int) -> None:
     outage, raise its config version: whichever worker next meets it in Redis (this process's
     retry below, or any worker that reloads the config) rebuilds the month counter from
     Postgres, so the calls counted here are never missing from the hard cap."""
-    with _outage_lock:
-        if customer_id in _counted_in_postgres:
-            return
-        _counted_in_postgres.add(customer_id)
-    customer_config_bump(customer_ids=[customer_id], month_reset=True)
+    if connection.outage_note_first(COUNTED_IN_POSTGRES, customer_id):
+        customer_config_bump(customer_ids=[customer_id], month_reset=True)
 
 
 @connection.on_recovery
@@ -265,10 +265,8 @@ def config_versions_republish() -> None:
     """Redis is back: publish what could not be published and reset the month counters it
     kept for those customers. Raises connection.UNAVAILABLE (and keeps the list) if it is
     gone again."""
-    with _outage_lock:
-        customer_ids = sorted(_unpublished)
-        _unpublished.clear()
-        _counted_in_postgres.clear()
+    customer_ids = sorted(connection.outage_notes_take(UNPUBLISHED))
+    connection.outage_notes_take(COUNTED_IN_POSTGRES)
     if not customer_ids:
         return
     try:
@@ -279,20 +277,13 @@ def config_versions_republish() -> None:
     logger.info("published config versions of %d customers after an outage", len(customer_ids))
 
 
-def outage_state_forget() -> None:
-    """Drop this process's outage bookkeeping (tests)."""
-    with _outage_lock:
-        _unpublished.clear()
-        _counted_in_postgres.clear()
-
-
 def month_counter_seed(*, customer_id: int, day: date, version: int) -> int:
     """Rebuild the customer's month counter from Postgres plus what Redis holds unflushed
     (month_seed.lua) and record `version` as the one Redis has seen. Returns the month's calls."""
     keys = (month_counter_key(customer_id=customer_id, day=day), connection.customer_key(customer_id, "pending"),
             connection.customer_key(customer_id, "inflight"), open_calls_key(customer_id=customer_id, day=day),
             flush_generation_key(customer_id=customer_id), connection.customer_key(customer_id, "ver"))
-    fixed = (f"d|{day:%Y-%m}-", _month_ttl(day), version, VERSION_TTL_SECONDS)
+    fixed = (usage_month_prefix(day=day), month_counter_ttl(day=day), version, VERSION_TTL_SECONDS)
     client = connection.redis_client()
     # The first try only learns the flush generation and in-flight batch to read Postgres against.
     reply = connection.run_script(client, "month_seed", keys, (0, "", "?", 0, *fixed))

@@ -6,7 +6,7 @@ from celery import shared_task
 @shared_task(acks_late=True)
 def usage_flush() -> dict:
     """Beat, every minute: Redis usage counters into Postgres (idempotent, see services)."""
-    from config.redis_client import REDIS_UNAVAILABLE, redis_client
+    from core.redis import REDIS_UNAVAILABLE, redis_client
 
     from .services import usage_flush as flush
 

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import apis, gateway, verify
+from . import apis, gateway
 
 urlpatterns = [
     path("geocode", apis.GeocodeApi.as_view(), name="geocode"),
@@ -9,8 +9,8 @@ urlpatterns = [
     path("text/analyze", apis.TextAnalyzeApi.as_view(), name="text-analyze"),
     path("image/analyze", apis.ImageAnalyzeApi.as_view(), name="image-analyze"),
     # The verify API, for services that keep their own edge (README "Sell your own API").
-    path("verify", verify.VerifyApi.as_view(), name="verify"),
-    path("calls/<str:call>/settle", verify.CallSettleApi.as_view(), name="call-settle"),
+    path("verify", apis.VerifyApi.as_view(), name="verify"),
+    path("calls/<str:call>/settle", apis.CallSettleApi.as_view(), name="call-settle"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file: no inline script, so the
     # Content-Security-Policy needs no 'unsafe-inline' for scripts.

@@ -1,15 +1,27 @@
-"""The fields of a customer's pending-usage hash in Redis: written by meter.lua (names built
-here), read by the flush and by /v1/usage. One place knows the format."""
+"""The names of a customer's metering keys in Redis and the fields of its pending-usage hash:
+written by the Lua scripts (names built here), read by the flush, the month counter's rebuild
+and /v1/usage. One place knows the format."""
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
+
+from core.periods import period_bounds, period_of
 
 from .connection import customer_key
+
+# Far beyond the minute flush: pending usage survives a flush that cannot run for days.
+PENDING_TTL_SECONDS = 7 * 86400
 
 
 def usage_field(*, day: date, product: str, key_id: int) -> str:
     return f"d|{day.isoformat()}|{product}|{key_id}"
+
+
+def usage_month_prefix(*, day: date) -> str:
+    """What every usage field of `day`'s month starts with (month_seed.lua sums them)."""
+    return f"d|{day:%Y-%m}-"
 
 
 def last_used_field(*, key_id: int) -> str:
@@ -52,10 +64,25 @@ def month_counter_key(*, customer_id: int, day: date) -> str:
     return customer_key(customer_id, f"m:{day:%Y%m}")
 
 
+def month_counter_ttl(*, day: date) -> int:
+    """Seconds to keep the month's counter: well past the month's end, since late flushes and
+    the reconciliation read it."""
+    days_in_month = calendar.monthrange(day.year, day.month)[1]
+    return (days_in_month - day.day + 40) * 86400
+
+
 def open_calls_key(*, customer_id: int, day: date) -> str:
     """Calls accepted in that month and not answered yet (one zset per month, so a release
     gives the place back to the month the call was counted in)."""
     return customer_key(customer_id, f"open:{day:%Y%m}")
+
+
+def open_calls_keys(*, customer_id: int, day: date) -> list[tuple[str, str]]:
+    """(open calls zset, month counter) for this month and the previous one: a call opened just
+    before midnight on the last day of a month is released into that month."""
+    previous = period_bounds(period_of(day))[0] - timedelta(days=1)
+    return [(open_calls_key(customer_id=customer_id, day=d), month_counter_key(customer_id=customer_id, day=d))
+            for d in (day, previous)]
 
 
 def open_calls_batch(members: list) -> dict[str, int]:

@@ -9,7 +9,10 @@ from django.core.exceptions import ValidationError
 from plans.models import Plan
 
 from .models import NotificationSettings
-from .validation import MAX_SPEND_CAP, MAX_THRESHOLD, MIN_THRESHOLD, URL_MAX_LENGTH, thresholds_validate, webhook_url_validate
+from .validation import (
+    MAX_SPEND_CAP, MAX_THRESHOLD, MIN_THRESHOLD, URL_MAX_LENGTH, subscribable_event_types, thresholds_validate,
+    webhook_url_validate,
+)
 
 
 class NotificationSettingsForm(forms.Form):
@@ -60,6 +63,11 @@ class WebhookEndpointForm(forms.Form):
         label="Endpoint URL", max_length=URL_MAX_LENGTH,
         widget=forms.URLInput(attrs={"placeholder": "https://example.com/webhooks/tollbooth", "autocomplete": "off"}),
         help_text="We POST every event here as JSON, signed with the Tollbooth-Signature header.",
+    )
+    event_types = forms.MultipleChoiceField(
+        label="Events to send", required=False, widget=forms.CheckboxSelectMultiple,
+        choices=[(value, f"{value}: {label}") for value, label in subscribable_event_types()],
+        help_text="Tick none to get every event, including types added later. Test events always go.",
     )
 
     def clean_url(self) -> str:

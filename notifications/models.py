@@ -55,11 +55,17 @@ class WebhookEndpoint(models.Model):
     secret = models.CharField(max_length=100)
     previous_secret = models.CharField(max_length=100, blank=True)
     previous_expires_at = models.DateTimeField(null=True, blank=True)
+    # The event types the customer subscribed to; empty: every type, including ones added later.
+    event_types = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return f"Webhook of {self.customer}: {self.url}"
+
+    def receives(self, event_type: str) -> bool:
+        # The test event is what the customer asks for by pressing the button: it always goes.
+        return not self.event_types or event_type in self.event_types or event_type == WebhookEvent.Type.TEST
 
     def __repr__(self) -> str:
         return f"<WebhookEndpoint {self.pk} customer={self.customer_id}>"
@@ -129,6 +135,10 @@ class WebhookDelivery(models.Model):
     error = models.CharField(max_length=300, blank=True)
     succeeded = models.BooleanField(default=False)
     manual = models.BooleanField(default=False, help_text="A resend asked for in the portal")
+    # What was sent, as the receiver got it: [name, value] pairs in order (the signature header
+    # included; it proves nothing without the secret) and the JSON body.
+    request_headers = models.JSONField(default=list, blank=True)
+    request_body = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-started_at", "-pk"]

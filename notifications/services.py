@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -18,16 +19,21 @@ from billing.selectors import usage_live
 from core.money import CENT
 from metering.services import usage_limits_set
 
+from .limits import endpoint_delivery_wait, manual_send_count
 from .models import NotificationSettings, UsageAlert, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from .outbound import webhook_post
+from .outbound import PostResult, request_headers, webhook_post
 from .selectors import AlertPoint, UsageLimitsPlan, alert_points_at, usage_limits_plan
 from .signing import HEADER, signature_header
-from .validation import settings_validate, webhook_url_validate
+from .validation import event_types_validate, settings_validate, webhook_url_validate
 
 # A rolled secret keeps signing this long, so receivers can switch without dropping events.
 SECRET_GRACE = timedelta(hours=24)
 # How long a worker owns an event it is delivering (longer than the task's hard time limit).
 CLAIM_SECONDS = 60
+# What an attempt says until it has an outcome; a worker killed meanwhile leaves it so, and the
+# attempt counts as failed towards the backoff and the give-up.
+UNFINISHED = "No outcome recorded: the attempt was in progress or its worker was stopped"
+WORKER_TIME_LIMIT = "Stopped by the worker's time limit before the receiver answered"
 RETRY_WINDOW = timedelta(days=3)
 EVENT_RETENTION = timedelta(days=30)
 RETRY_FIRST_SECONDS, RETRY_FACTOR, RETRY_MAX_SECONDS = 60, 4, 12 * 3600
@@ -89,14 +95,19 @@ def webhook_secret_new() -> str:
 
 
 @transaction.atomic
-def webhook_endpoint_set(*, customer: Customer, url: str) -> EndpointSaved:
+def webhook_endpoint_set(*, customer: Customer, url: str, event_types: list[str] | None = None) -> EndpointSaved:
+    """Create or change the endpoint; `event_types` None keeps the subscription, [] means every type."""
     url = webhook_url_validate(url)
+    types = None if event_types is None else event_types_validate(event_types)
     endpoint = WebhookEndpoint.objects.select_for_update().filter(customer=customer).first()
     if endpoint is None:
-        endpoint = WebhookEndpoint.objects.create(customer=customer, url=url, secret=webhook_secret_new())
+        endpoint = WebhookEndpoint.objects.create(customer=customer, url=url, secret=webhook_secret_new(),
+                                                  event_types=types or [])
         return EndpointSaved(endpoint=endpoint, created=True)
     endpoint.url, endpoint.updated_at = url, timezone.now()
-    endpoint.save(update_fields=["url", "updated_at"])
+    if types is not None:
+        endpoint.event_types = types
+    endpoint.save(update_fields=["url", "event_types", "updated_at"])
     return EndpointSaved(endpoint=endpoint, created=False)
 
 
@@ -120,8 +131,10 @@ def webhook_endpoint_delete(*, customer: Customer) -> bool:
 
 @transaction.atomic
 def webhook_event_create(*, customer_id: int, type: str, data: dict[str, Any]) -> WebhookEvent | None:
-    """Record an event for the customer's endpoint and deliver it; None when no endpoint is set."""
-    if not WebhookEndpoint.objects.filter(customer_id=customer_id).exists():
+    """Record an event for the customer's endpoint and deliver it; None when no endpoint is set
+    or the endpoint is not subscribed to this type."""
+    endpoint = WebhookEndpoint.objects.filter(customer_id=customer_id).only("event_types").first()
+    if endpoint is None or not endpoint.receives(type):
         return None
     event = WebhookEvent.objects.create(customer_id=customer_id, type=type, data=data)
     from .tasks import webhook_event_deliver
@@ -131,12 +144,16 @@ def webhook_event_create(*, customer_id: int, type: str, data: dict[str, Any]) -
 
 
 def webhook_test_send(*, customer: Customer) -> WebhookEvent | None:
+    """Raises limits.SendLimited past the customer's budget of manual sends."""
+    manual_send_count(customer_id=customer.pk)
     data = {"message": "A test event from your Tollbooth settings page.", "customer": customer.company}
     return webhook_event_create(customer_id=customer.pk, type=WebhookEvent.Type.TEST, data=data)
 
 
 @transaction.atomic
 def webhook_event_resend(*, event: WebhookEvent) -> None:
+    """Raises limits.SendLimited past the customer's budget of manual sends."""
+    manual_send_count(customer_id=event.customer_id)
     from .tasks import webhook_event_resend as resend
 
     outbox.enqueue(resend, event_id=event.pk)
@@ -156,13 +173,27 @@ def webhook_event_attempt(*, event_id: int, manual: bool = False) -> WebhookDeli
     if endpoint is None:
         _event_settle(event, ok=False, manual=manual, now=timezone.now(), give_up=True)
         return None
+    wait = endpoint_delivery_wait(endpoint_id=endpoint.pk)
+    if wait:
+        _event_postpone(event, seconds=wait)
+        return None
     body, now = webhook_event_body(event), timezone.now()
     signature = signature_header(secrets=endpoint.signing_secrets(now), timestamp=int(now.timestamp()), body=body)
-    result = webhook_post(url=endpoint.url, body=body, headers={"Content-Type": "application/json", HEADER: signature})
+    headers = {"Content-Type": "application/json", HEADER: signature}
+    # Written before the POST, so an attempt whose worker dies still counts as a failed one.
     delivery = WebhookDelivery.objects.create(
-        event=event, url=endpoint.url, started_at=now, duration_ms=result.duration_ms, response_status=result.status,
-        response_body=result.body, error=result.error, succeeded=result.ok, manual=manual,
+        event=event, url=endpoint.url, started_at=now, manual=manual, error=UNFINISHED,
+        request_headers=request_headers(url=endpoint.url, headers=headers), request_body=body.decode(),
     )
+    try:
+        result = webhook_post(url=endpoint.url, body=body, headers=headers)
+    except SoftTimeLimitExceeded:
+        # Recorded like any failure, so the backoff and the give-up apply instead of a retry
+        # every time the claim runs out.
+        result = PostResult(None, "", WORKER_TIME_LIMIT, int((timezone.now() - now).total_seconds() * 1000))
+    delivery.duration_ms, delivery.response_status, delivery.response_body = result.duration_ms, result.status, result.body
+    delivery.error, delivery.succeeded = result.error, result.ok
+    delivery.save(update_fields=["duration_ms", "response_status", "response_body", "error", "succeeded"])
     _event_settle(event, ok=result.ok, manual=manual, now=now)
     return delivery
 
@@ -185,6 +216,14 @@ def _event_claim(event_id: int) -> bool:
         pk=event_id, status=WebhookEvent.Status.PENDING, next_attempt_at__lte=now,
     ).update(next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS))
     return claimed == 1
+
+
+def _event_postpone(event: WebhookEvent, *, seconds: int) -> None:
+    """The endpoint had its minute's deliveries: try again when the next minute starts, without
+    counting a failure. A postponed resend joins the automatic attempts."""
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        status=WebhookEvent.Status.PENDING, next_attempt_at=timezone.now() + timedelta(seconds=seconds),
+    )
 
 
 def _event_settle(event: WebhookEvent, *, ok: bool, manual: bool, now: datetime, give_up: bool = False) -> None:

@@ -6,8 +6,14 @@ from celery import shared_task
 import outbox
 
 
-# One attempt never outlives its claim on the event (services.CLAIM_SECONDS).
-@shared_task(soft_time_limit=30, time_limit=45)
+# A POST ends at its 5 s deadline (outbound.TIMEOUT_SECONDS); these limits catch what the deadline
+# cannot interrupt (name resolution, a stuck database). The soft one is recorded as a failed
+# attempt (services.webhook_event_attempt); the hard one, and any kill, leaves the attempt's
+# row as failed too. One attempt never outlives its claim on the event (services.CLAIM_SECONDS).
+DELIVERY_LIMITS = dict(soft_time_limit=15, time_limit=25)
+
+
+@shared_task(**DELIVERY_LIMITS)
 def webhook_event_deliver(*, event_id: int) -> bool:
     from .services import webhook_event_attempt
 
@@ -15,7 +21,7 @@ def webhook_event_deliver(*, event_id: int) -> bool:
     return delivery is not None and delivery.succeeded
 
 
-@shared_task(soft_time_limit=30, time_limit=45)
+@shared_task(**DELIVERY_LIMITS)
 def webhook_event_resend(*, event_id: int) -> bool:
     from .services import webhook_event_attempt
 

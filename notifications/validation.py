@@ -11,7 +11,7 @@ from django.core.validators import URLValidator
 
 from plans.models import Terms
 
-from .models import NotificationSettings
+from .models import NotificationSettings, WebhookEvent
 from .outbound import address_is_public
 
 MIN_THRESHOLD, MAX_THRESHOLD, MAX_THRESHOLDS = 1, 1000, 5
@@ -63,6 +63,21 @@ def webhook_url_validate(url: str) -> str:
     if not settings.WEBHOOKS_ALLOW_PRIVATE and _host_is_private(parts.hostname or ""):
         raise ValidationError({"url": "This URL points to a private or local address, which webhooks cannot reach."})
     return url
+
+
+def subscribable_event_types() -> list[tuple[str, str]]:
+    """The types an endpoint can subscribe to; the test event goes whenever it is asked for."""
+    return [(value, label) for value, label in WebhookEvent.Type.choices if value != WebhookEvent.Type.TEST]
+
+
+def event_types_validate(event_types: list[str]) -> list[str]:
+    """The chosen types in a stable order; every type chosen is stored as [] (all, later ones too)."""
+    known = [value for value, _ in subscribable_event_types()]
+    unknown = sorted(set(event_types) - set(known))
+    if unknown:
+        raise ValidationError({"event_types": f"Unknown event type: {', '.join(unknown)}."})
+    chosen = [value for value in known if value in event_types]
+    return [] if chosen == known else chosen
 
 
 def _host_is_private(host: str) -> bool:

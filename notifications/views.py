@@ -13,6 +13,7 @@ from accounts.forms import add_service_errors
 from accounts.models import Customer
 
 from .forms import NotificationSettingsForm, WebhookEndpointForm
+from .limits import SendLimited
 from .models import NotificationSettings
 from .selectors import alert_settings_get, usage_limits_plan, webhook_delivery_log, webhook_endpoint_get, webhook_event_for_customer
 from .services import (
@@ -50,7 +51,8 @@ def webhook_save(request: HttpRequest, customer: Customer) -> HttpResponse:
     if not form.is_valid():
         return _page(request, customer, webhook_form=form)
     try:
-        saved = webhook_endpoint_set(customer=customer, url=form.cleaned_data["url"])
+        saved = webhook_endpoint_set(customer=customer, url=form.cleaned_data["url"],
+                                     event_types=form.cleaned_data["event_types"])
     except ValidationError as exc:
         add_service_errors(form, exc)
         return _page(request, customer, webhook_form=form)
@@ -84,7 +86,10 @@ def webhook_delete(request: HttpRequest, customer: Customer) -> HttpResponse:
 @customer_required
 def webhook_test(request: HttpRequest, customer: Customer) -> HttpResponse:
     _own_endpoint(customer)
-    event = webhook_test_send(customer=customer)
+    try:
+        event = webhook_test_send(customer=customer)
+    except SendLimited as exc:
+        return _limited(request, customer, exc)
     messages.success(request, f"Test event {event.event_id} sent. Its delivery shows in the log below.")
     return redirect("portal-settings")
 
@@ -96,9 +101,19 @@ def webhook_resend(request: HttpRequest, customer: Customer, event_pk: int) -> H
     if event is None:
         raise Http404("No such event")
     _own_endpoint(customer)
-    webhook_event_resend(event=event)
+    try:
+        webhook_event_resend(event=event)
+    except SendLimited as exc:
+        return _limited(request, customer, exc)
     messages.success(request, f"Event {event.event_id} sent again. The attempt shows in the log below.")
     return redirect("portal-settings")
+
+
+def _limited(request: HttpRequest, customer: Customer, exc: SendLimited) -> HttpResponse:
+    messages.error(request, str(exc))
+    response = _page(request, customer, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _own_endpoint(customer: Customer):
@@ -108,20 +123,21 @@ def _own_endpoint(customer: Customer):
     return endpoint
 
 
-def _page(request: HttpRequest, customer: Customer, *, settings_form=None, webhook_form=None) -> HttpResponse:
+def _page(request: HttpRequest, customer: Customer, *, settings_form=None, webhook_form=None, status: int = 200) -> HttpResponse:
     endpoint = webhook_endpoint_get(customer=customer)
     reveal = endpoint is not None and request.session.pop(REVEAL_SESSION_KEY, None) == endpoint.pk
     context = {
         "customer": customer,
         "plan": customer.plan,
         "settings_form": settings_form or _settings_form(customer),
-        "webhook_form": webhook_form or WebhookEndpointForm(initial={"url": endpoint.url if endpoint else ""}),
+        "webhook_form": webhook_form or WebhookEndpointForm(
+            initial={"url": endpoint.url if endpoint else "", "event_types": endpoint.event_types if endpoint else []}),
         "limits": usage_limits_plan(customer=customer),
         "endpoint": endpoint,
         "reveal_secret": endpoint.secret if reveal else None,
         "log": webhook_delivery_log(customer=customer),
     }
-    response = render(request, "notifications/settings.html", context)
+    response = render(request, "notifications/settings.html", context, status=status)
     # The page can show a signing secret: keep it out of caches and the back button.
     add_never_cache_headers(response)
     return response

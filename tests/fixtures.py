@@ -7,9 +7,8 @@ from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_issue
-from config.redis_client import redis_state_reset
+from core.redis import redis_state_reset
 from metering.keyconfig import key_config_forget_local
-from metering.services import outage_state_forget
 from plans.selectors import plan_offers_forget, products_forget
 
 from .factories import CustomerFactory, seeded_plan
@@ -27,8 +26,7 @@ def clean_redis():
 def _outage_forget() -> None:
     # No recovery callbacks here: they would publish a finished test's leftovers.
     key_config_forget_local()
-    redis_state_reset()
-    outage_state_forget()
+    redis_state_reset()  # and the outage notes
     plan_offers_forget()
     products_forget()
 

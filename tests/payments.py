@@ -145,9 +145,9 @@ def celery_outside_task():
 
 def card_on_file(customer, number: str = TEST_CARD):
     """The portal's two steps: a SetupIntent for the card Element, then the browser comes back."""
-    from billing import payments
+    from billing import cards
 
-    intent = payments.card_setup_start(customer=customer)
+    intent = cards.card_setup_start(customer=customer)
     card_confirm_as_stripe_js(client_secret=intent.client_secret, number=number)
     customer.refresh_from_db()
-    return payments.card_setup_confirm(customer=customer, setup_intent_id=intent.id)
+    return cards.card_setup_confirm(customer=customer, setup_intent_id=intent.id)

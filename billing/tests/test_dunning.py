@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import Customer
 from billing.invoicing import invoice_mark_paid, invoice_mark_uncollectible, invoice_void
 from billing.models import Invoice, InvoiceLine, PaymentAttempt, PaymentMethod
-from billing.payments import card_label
+from billing.charging import card_label
 from billing.tasks import invoice_charge, invoices_dunning_run
 from tests.factories import CustomerFactory, UserFactory, seeded_plan
 

@@ -15,7 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from billing import signals
 from billing.models import Invoice, InvoiceLine, InvoiceNumberCounter
 from billing.invoicing import invoice_generate, invoices_generate_batch, invoices_issue_batch
-from billing.tasks import invoices_generate_all, invoices_issue_all, invoices_issued_dispatch, month_close
+from billing.tasks import (
+    invoice_issued_email_task, invoices_generate_all, invoices_issue_all, invoices_issued_dispatch, month_close,
+)
 from outbox.models import OutboxTask
 from tests.factories import CustomerFactory, UserFactory, seeded_plan
 
@@ -207,5 +209,12 @@ def test_a_redelivered_dispatch_sends_each_signal_email_and_charge_once(plans, d
         signals.invoice_issued.disconnect(issued)
         signals.invoice_paid.disconnect(paid)
     assert sorted(heard) == sorted([("issued", ids[0]), ("issued", ids[1]), ("paid", ids[1])])
-    assert len([m for m in mail.outbox if m.subject.startswith("Tollbooth invoice")]) == 2
     assert OutboxTask.objects.filter(task="billing.tasks.invoice_charge").count() == 1
+    # The email is a task of its own (the email queue), queued once per invoice and sent once
+    # however often it is delivered.
+    emails = OutboxTask.objects.filter(task="billing.tasks.invoice_issued_email_task")
+    assert sorted(row.kwargs["invoice_id"] for row in emails) == sorted(Invoice.objects.values_list("pk", flat=True))
+    assert [m for m in mail.outbox if m.subject.startswith("Tollbooth invoice")] == []
+    for row in list(emails) * 2:
+        invoice_issued_email_task(**row.kwargs)
+    assert len([m for m in mail.outbox if m.subject.startswith("Tollbooth invoice")]) == 2

@@ -172,10 +172,10 @@ def test_the_card_page_loads_stripe_js_and_a_setup_intent_for_this_customer(stri
 
 @pytest.mark.django_db(transaction=True)
 def test_coming_back_with_a_declined_card_shows_why_and_saves_nothing(stripe_server):
-    from billing import payments
+    from billing import cards
 
     customer = CustomerFactory(plan=seeded_plan("starter"))
-    setup = payments.card_setup_start(customer=customer)
+    setup = cards.card_setup_start(customer=customer)
     card_confirm_as_stripe_js(client_secret=setup.client_secret, number="4000000000000002")
     client = signed_in(customer)
 

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Customer
 from accounts.services import api_key_issue
-from billing import payments
+from billing import cards, charging, gateway
 from core.periods import period_of, period_previous
 from billing.models import Invoice, InvoiceLine, PaymentAttempt, PaymentMethod, StripeEvent
 from billing.invoicing import invoice_generate, invoice_issue, invoice_mark_paid
@@ -105,8 +105,8 @@ def test_the_webhook_settles_a_charge_whose_answer_was_lost(starter_customer, st
     invoice = open_invoice(starter_customer)
     lose_payment_responses(1)
 
-    with pytest.raises(payments.gateway.StripeUnavailable):
-        payments.invoice_charge_run(invoice_id=invoice.pk)  # the worker never hears Stripe's answer
+    with pytest.raises(gateway.StripeUnavailable):
+        charging.invoice_charge_run(invoice_id=invoice.pk)  # the worker never hears Stripe's answer
     attempt = invoice.attempts.get()
     assert (attempt.status, attempt.stripe_payment_intent_id) == (PaymentAttempt.Status.PENDING, "")
 
@@ -223,34 +223,34 @@ def test_a_customer_stripe_forgot_is_recreated_and_asked_for_a_card_again(starte
     starter_customer.refresh_from_db()
     Customer.objects.filter(pk=starter_customer.pk).update(stripe_customer_id="cus_lostInAReset")
 
-    new_id = payments.stripe_customer_ensure(customer=starter_customer)
+    new_id = charging.stripe_customer_ensure(customer=starter_customer)
 
     assert new_id.startswith("cus_") and new_id != "cus_lostInAReset"
     assert Customer.objects.get(pk=starter_customer.pk).stripe_customer_id == new_id
     assert not PaymentMethod.objects.filter(customer=starter_customer).exists()
-    assert payments.stripe_customer_ensure(customer=starter_customer) == new_id
+    assert charging.stripe_customer_ensure(customer=starter_customer) == new_id
 
 
 def test_a_card_refused_at_setup_saves_nothing(starter_customer):
-    intent = payments.card_setup_start(customer=starter_customer)
+    intent = cards.card_setup_start(customer=starter_customer)
     answer = card_confirm_as_stripe_js(client_secret=intent.client_secret, number="4000000000000002")
     assert answer["error"]["code"] == "card_declined"
     starter_customer.refresh_from_db()
 
-    with pytest.raises(payments.CardSetupFailed, match="not saved"):
-        payments.card_setup_confirm(customer=starter_customer, setup_intent_id=intent.id)
+    with pytest.raises(cards.CardSetupFailed, match="not saved"):
+        cards.card_setup_confirm(customer=starter_customer, setup_intent_id=intent.id)
     assert not PaymentMethod.objects.filter(customer=starter_customer).exists()
 
 
 def test_another_customers_setup_intent_cannot_put_its_card_on_this_account(starter_customer):
     other = CustomerFactory(plan=starter_customer.plan)
-    intent = payments.card_setup_start(customer=other)
+    intent = cards.card_setup_start(customer=other)
     card_confirm_as_stripe_js(client_secret=intent.client_secret)
-    payments.stripe_customer_ensure(customer=starter_customer)
+    charging.stripe_customer_ensure(customer=starter_customer)
     starter_customer.refresh_from_db()
 
-    with pytest.raises(payments.CardSetupFailed, match="does not belong"):
-        payments.card_setup_confirm(customer=starter_customer, setup_intent_id=intent.id)
+    with pytest.raises(cards.CardSetupFailed, match="does not belong"):
+        cards.card_setup_confirm(customer=starter_customer, setup_intent_id=intent.id)
     assert not PaymentMethod.objects.filter(customer=starter_customer).exists()
 
 
@@ -260,14 +260,14 @@ def test_stripe_unreachable_leaves_the_invoice_open_and_a_later_try_charges_once
     reachable = settings.STRIPE_API_BASE
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens: connection refused
 
-    with pytest.raises(payments.gateway.StripeUnavailable):
-        payments.invoice_charge_run(invoice_id=invoice.pk)
+    with pytest.raises(gateway.StripeUnavailable):
+        charging.invoice_charge_run(invoice_id=invoice.pk)
 
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.OPEN
     assert list(invoice.attempts.values_list("status", flat=True)) == [PaymentAttempt.Status.PENDING]
     settings.STRIPE_API_BASE = reachable
-    assert payments.invoice_charge_run(invoice_id=invoice.pk).outcome == "paid"
+    assert charging.invoice_charge_run(invoice_id=invoice.pk).outcome == "paid"
     assert invoice.attempts.count() == 1 and len(intents_for(invoice)) == 1
 
 
@@ -291,14 +291,14 @@ def test_two_workers_charging_one_invoice_at_once_charge_it_once(starter_custome
 
     def first_worker():
         try:
-            outcomes.append(payments.invoice_charge_run(invoice_id=invoice.pk).outcome)
+            outcomes.append(charging.invoice_charge_run(invoice_id=invoice.pk).outcome)
         finally:
             connection.close()  # this thread's own database connection
 
     first = threading.Thread(target=first_worker)
     first.start()
     assert in_stripe.wait(10)
-    second = payments.invoice_charge_run(invoice_id=invoice.pk).outcome  # meanwhile, a second worker
+    second = charging.invoice_charge_run(invoice_id=invoice.pk).outcome  # meanwhile, a second worker
     let_go.set()
     first.join(10)
 
@@ -378,8 +378,8 @@ def test_the_look_up_for_a_lost_intent_reads_one_page_of_the_customers_charges_n
     other = CustomerFactory(plan=starter_customer.plan)
     other_card = card_on_file(other)
     other.refresh_from_db()
-    for n in range(payments.gateway.INTENT_FIND_LIMIT + 5):  # Stripe holds more than one page of intents
-        payments.gateway.payment_intent_create(
+    for n in range(gateway.INTENT_FIND_LIMIT + 5):  # Stripe holds more than one page of intents
+        gateway.payment_intent_create(
             amount=Decimal("1.00"), currency="usd", stripe_customer_id=other.stripe_customer_id,
             payment_method_id=other_card.stripe_payment_method_id, invoice_id=0, attempt_number=n,
             idempotency_key=f"other:{n}")

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Customer
-from billing import payments
+from billing import cards
 from billing.models import Invoice, PaymentAttempt, PaymentMethod, StripeEvent
 from tests.factories import CustomerFactory, seeded_plan
 from tests.payments import card_confirm_as_stripe_js
@@ -161,12 +161,12 @@ def test_setup_intent_succeeded_for_an_unknown_customer_changes_nothing():
 def test_setup_intent_succeeded_and_the_browser_return_record_the_card_once(stripe_server, settings):
     settings.STRIPE_WEBHOOK_SECRET = SECRET
     customer = CustomerFactory(plan=seeded_plan("starter"))
-    setup = payments.card_setup_start(customer=customer)
+    setup = cards.card_setup_start(customer=customer)
     confirmed = card_confirm_as_stripe_js(client_secret=setup.client_secret)
     customer.refresh_from_db()
 
     response = post(event("setup_intent.succeeded", confirmed, event_id="evt_seti_1"))
-    method = payments.card_setup_confirm(customer=customer, setup_intent_id=setup.id)
+    method = cards.card_setup_confirm(customer=customer, setup_intent_id=setup.id)
 
     assert response.json() == {"status": "card saved"}
     assert PaymentMethod.objects.filter(customer=customer).count() == 1

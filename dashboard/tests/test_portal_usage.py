@@ -23,7 +23,7 @@ from accounts.models import ApiKey, Customer
 from accounts.services import api_key_issue
 from billing.invoicing import invoice_generate
 from dashboard.selectors import portal_usage
-from metering.meter import meter_commits_send
+from metering.batcher import meter_commits_send
 from plans.selectors import products_all_cached
 from tests.factories import CustomerFactory, InvoiceFactory, PlanChangeFactory, UsageRecordFactory, seeded_plan
 

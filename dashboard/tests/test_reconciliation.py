@@ -20,7 +20,7 @@ from dashboard.models import ReconciliationIssue
 from dashboard.services import reconciliation_run
 from dashboard.tasks import usage_reconcile_nightly
 from metering import connection
-from metering.meter import _month_key
+from metering.usage_fields import month_counter_key
 from metering.usage_fields import usage_field
 from tests.factories import (
     CustomerFactory, InvoiceFactory, InvoiceLineFactory, PlanChangeFactory, UsageRecordFactory, UserFactory, seeded_plan,
@@ -39,7 +39,7 @@ def old_customer(starter_plan):
 
 def _redis_holds(customer_id: int, *, counter: int, pending: int, day: date = date(2026, 11, 14)) -> None:
     redis = get_redis_connection("default")
-    redis.set(_month_key(customer_id, day), counter)
+    redis.set(month_counter_key(customer_id=customer_id, day=day), counter)
     redis.hset(connection.customer_key(customer_id, "pending"), usage_field(day=day, product="geocode", key_id=7), pending)
 
 

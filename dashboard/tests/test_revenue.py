@@ -26,7 +26,7 @@ from django.urls import reverse
 
 from accounts.models import Customer
 from billing.models import InvoiceLine, PaymentAttempt, PlanChange
-from dashboard.revenue import collector_paused, dashboard_overview
+from dashboard.overview import collector_paused, dashboard_overview
 from plans.models import Plan
 from tests.factories import (
     CustomerFactory, InvoiceFactory, InvoiceLineFactory, PlanChangeFactory, UsageRecordFactory, UserFactory,

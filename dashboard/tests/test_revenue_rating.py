@@ -15,8 +15,9 @@ from hypothesis import given, settings, strategies as st
 
 from billing.rating import period_days, rate
 from billing.selectors import projected_calls
+from dashboard.book import Book
 from dashboard.mrr import ChangeRow, CustomerRow
-from dashboard.revenue import NOTHING_BILLED, RATE_IT, Book, MonthRating, Overage
+from dashboard.overage import NOTHING_BILLED, RATE_IT, MonthRating, Overage
 from plans.models import Terms
 
 START = datetime(2026, 11, 1, tzinfo=dt_timezone.utc)

@@ -7,8 +7,8 @@
 -- (the worker was killed).
 -- KEYS: 1 window zset, 2 month counter, 3 open calls zset, 4 config version
 -- ARGV: 1 config version, 2 limit/min, 3 window ms, 4 included calls, 5 hard cap (1/0),
---       6 call ceiling (-1 = none), 7 month ttl s, 8 open ttl s, 9 month seed (-1 = unknown),
---       10 unique member, 11 open member (the usage field and the member)
+--       6 call ceiling (-1 = none), 7 open ttl s, 8 unique member,
+--       9 open member (the usage field and the member)
 -- Returns {status, limit, remaining, reset_ms, month_calls}; status 0 ok, 1 rate limited,
 -- 2 quota exhausted, 3 spend cap reached, -1 config stale (+ newest version),
 -- -2 month counter needs a seed (month_seed.lua).
@@ -23,11 +23,7 @@ if not ver or tonumber(ver) < tonumber(ARGV[1]) then
   month = false
 end
 if not month then
-  if tonumber(ARGV[9]) < 0 then
-    return {-2}
-  end
-  month = ARGV[9]
-  redis.call('SET', KEYS[2], month, 'EX', ARGV[7])
+  return {-2}
 end
 month = tonumber(month)
 
@@ -54,11 +50,11 @@ if used >= limit then
   return {1, limit, 0, reset, month}
 end
 
-redis.call('ZADD', KEYS[1], now, ARGV[10])
+redis.call('ZADD', KEYS[1], now, ARGV[8])
 redis.call('PEXPIRE', KEYS[1], window)
 month = redis.call('INCR', KEYS[2])
-redis.call('ZADD', KEYS[3], now, ARGV[11])
-redis.call('EXPIRE', KEYS[3], ARGV[8])
+redis.call('ZADD', KEYS[3], now, ARGV[9])
+redis.call('EXPIRE', KEYS[3], ARGV[7])
 if used == 0 then
   reset = window
 end

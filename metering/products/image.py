@@ -66,6 +66,9 @@ MAX_COLORS = 5
 # merging them stops JPEG noise from splitting red into #ff0000 and #fe0000.
 MERGE_DISTANCE = 24.0
 MAX_EXIF_STRING = 256
+# A JPEG's EXIF segment holds at most 64 KiB, and no camera writes more in any format; a larger
+# block (PNG eXIf, WebP EXIF) is skipped unparsed, since Pillow reads every one of its entries.
+MAX_EXIF_BYTES = 64 * 1024
 # read() calls Pillow may make on one upload: 2.5 times what a 10 MB animated GIF needs.
 MAX_READS = 200_000
 # Frames (or TIFF pages) are counted up to here; more is reported as this many.
@@ -331,7 +334,10 @@ def _merge_similar(colors: list[tuple[Any, int]]) -> list[tuple[RGB, int]]:
 
 
 def _exif_summary(img: Image.Image) -> dict[str, Any]:
-    """Basic EXIF fields; best effort, {} when absent or unreadable."""
+    """Basic EXIF fields; best effort, {} when absent, unreadable or larger than MAX_EXIF_BYTES."""
+    raw = img.info.get("exif")
+    if isinstance(raw, bytes) and len(raw) > MAX_EXIF_BYTES:
+        return {}
     try:
         exif = img.getexif()
         summary = _exif_strings(exif)

@@ -10,7 +10,7 @@ from accounts.keyformat import key_generate
 from accounts.services import api_key_issue
 from metering.apis import MeteredApi
 from metering.keyconfig import key_config_get
-from metering.services import _take, usage_batch_apply, usage_batch_release, usage_flush
+from metering.services import usage_batch_apply, usage_batch_release, usage_batches_take, usage_flush
 from metering.throttling import PlanThrottle
 from plans.models import BuiltinProduct
 from tests.factories import CustomerFactory
@@ -89,7 +89,7 @@ def test_cached_usage_stays_exact_through_every_step_of_a_flush(client_with_key,
 
     assert [client_with_key.get(GEOCODE).status_code for _ in range(3)] == [200] * 3
     assert usage() == 3
-    [(customer_id, batch)] = _take([customer.pk])  # the flush took the counters
+    [(customer_id, batch)] = usage_batches_take(customer_ids=[customer.pk])  # the flush took the counters
     assert usage() == 3
     client_with_key.get(GEOCODE)
     assert usage() == 4

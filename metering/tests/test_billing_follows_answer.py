@@ -9,7 +9,8 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_key_issue
 from metering.keyconfig import key_config_get
-from metering.meter import meter_call, meter_commits_send, meter_settle
+from metering.batcher import meter_commits_send
+from metering.meter import meter_call, meter_settle
 from metering.models import UsageRecord
 from metering.services import usage_flush
 from metering.usage_fields import month_counter_key, open_calls_key

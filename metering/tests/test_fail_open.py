@@ -8,7 +8,7 @@ from django.db.models import Sum
 from rest_framework.test import APIClient
 
 from accounts.models import Customer
-from config.redis_client import redis_client
+from core.redis import redis_client
 from metering.keyconfig import key_config_forget_local
 from metering.models import UsageFlush, UsageRecord
 from tests.servers import RedisServer
@@ -111,3 +111,28 @@ def test_a_key_revoked_while_redis_was_down_is_refused_on_the_first_call_after(o
     own_redis.start()
     response = get(api_key.raw)
     assert response.status_code == 401 and response.json()["code"] == "invalid_api_key"
+
+
+@pytest.mark.django_db(transaction=True)  # the version is published after commit
+def test_a_process_exiting_after_counting_in_postgres_first_tells_redis(customer, api_key):
+    """A worker that met Redis failing counts calls in Postgres; were it to exit without ever
+    reaching Redis again, the month counter other workers use would miss those calls. So its
+    exit runs the recovery, breaker open or not, before billing what it answered."""
+    from metering import connection
+    from metering.batcher import meter_exit
+
+    assert [get(api_key.raw).status_code for _ in range(2)] == [200, 200]  # counted in Redis
+    month_key = f"tb:{{{customer.pk}}}:m:{_today():%Y%m}"
+    assert int(redis_client().get(month_key)) == 2
+    connection.redis_mark_down()  # a slow Redis, as this worker saw it
+    assert get(api_key.raw).status_code == 200  # counted in Postgres, unknown to the counter
+    assert int(redis_client().get(month_key)) == 2
+
+    meter_exit()  # gunicorn's graceful stop, with the breaker still open
+    version = Customer.objects.get(pk=customer.pk).config_version
+    assert int(redis_client().get(f"tb:{{{customer.pk}}}:ver")) == version
+    assert redis_client().get(month_key) is None  # the next call, in any worker, rebuilds it
+    response = get(api_key.raw)
+    assert response.status_code == 200
+    assert response["X-Quota-Remaining"] == str(customer.plan.included_calls - 4)
+    assert int(redis_client().get(month_key)) == 4

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey
 from metering import connection
 from metering.models import UsageFlush, UsageRecord
-from metering.services import _take, usage_batch_apply, usage_flush
+from metering.services import usage_batch_apply, usage_batches_take, usage_flush
 from metering.tasks import usage_flush as usage_flush_task
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,8 @@ def test_the_flush_moves_counts_into_postgres_per_key_product_and_day(customer, 
 
 def test_a_crash_between_reading_and_committing_counts_each_call_once(customer, api_key):
     calls(api_key.raw, 4)
-    taken = _take([customer.pk])  # the flush read the counters, then died before committing
+    # The flush read the counters, then died before committing.
+    taken = usage_batches_take(customer_ids=[customer.pk])
     assert taken and total(customer) == 0
     calls(api_key.raw, 1)  # new calls keep arriving meanwhile
     usage_flush()  # the retry finds the batch in flight and applies it
@@ -49,7 +50,7 @@ def test_a_crash_between_reading_and_committing_counts_each_call_once(customer, 
 
 def test_a_crash_after_committing_does_not_count_twice(customer, api_key):
     calls(api_key.raw, 3)
-    [(customer_id, batch)] = _take([customer.pk])
+    [(customer_id, batch)] = usage_batches_take(customer_ids=[customer.pk])
     assert usage_batch_apply(customer_id=customer_id, batch=batch) == 3  # committed, then died
     report = usage_flush()  # the retry sees the flush id in Postgres and only drops the batch
     assert report.batches_skipped == 1 and report.calls == 0

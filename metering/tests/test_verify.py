@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from accounts.models import Customer
 from accounts.services import api_key_issue, api_key_revoke
 from metering.keyconfig import key_config_forget_local
-from metering.meter import meter_commits_send
+from metering.batcher import meter_commits_send
 from metering.models import UsageRecord
 from metering.services import usage_flush, usage_limits_set
 from metering.usage_fields import month_counter_key, open_calls_key

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,6 +17,11 @@ class Answer:
     hold: threading.Event | None = None
     # Stream this many bytes of body instead of `body` (a huge answer).
     stream_bytes: int = 0
+    # Send one byte every `trickle` seconds, `trickle_bytes` of them in all, from the status line
+    # on (or only the body, after a prompt head, with `trickle_body`), then hang up.
+    trickle: float = 0.0
+    trickle_body: bool = False
+    trickle_bytes: int = 12
 
 
 @dataclass
@@ -55,7 +61,7 @@ class Receiver:
                 if answer.hold is not None:
                     answer.hold.wait(timeout=30)
                 try:
-                    self._reply(answer)
+                    self._trickle(answer) if answer.trickle else self._reply(answer)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client stopped reading, as it should for a huge body
 
@@ -71,6 +77,18 @@ class Receiver:
                 chunk = b"x" * 65536
                 for _ in range(answer.stream_bytes // len(chunk)):
                     self.wfile.write(chunk)
+
+            def _trickle(self, answer: Answer) -> None:
+                head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+                if answer.trickle_body:
+                    self.wfile.write(head)
+                    slow = b"x" * answer.trickle_bytes
+                else:
+                    slow = head[:answer.trickle_bytes]
+                for byte in slow:
+                    self.wfile.write(bytes([byte]))
+                    time.sleep(answer.trickle)
+                self.close_connection = True
 
             def log_message(self, *args) -> None:
                 pass

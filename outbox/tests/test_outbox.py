@@ -58,19 +58,22 @@ def broker_deliver(url: str, *, times: int = 1) -> list[str]:
     """Take every waiting message off the broker and run its task `times` times, as a worker
     that crashed before acknowledging would; returns the task names delivered."""
     delivered = []
-    with current_app.connection_for_read(url) as connection:
-        queue = connection.SimpleQueue(current_app.conf.task_default_queue)
-        while True:
-            try:
-                message = queue.get(timeout=0.5)
-            except queue.Empty:
-                break
-            args, kwargs, _ = message.payload
-            for _ in range(times):
-                current_app.tasks[message.headers["task"]].apply(args=args, kwargs=kwargs, throw=True)
-            message.ack()
-            delivered.append(message.headers["task"])
-        queue.close()
+    for declared in current_app.conf.task_queues:  # tasks are routed to a queue by their kind
+        # A connection per queue: kombu's SimpleQueue, once closed, leaves its connection
+        # reading nothing from the next queue.
+        with current_app.connection_for_read(url) as connection:
+            queue = connection.SimpleQueue(declared.name)
+            while True:
+                try:
+                    message = queue.get(timeout=0.5)
+                except queue.Empty:
+                    break
+                args, kwargs, _ = message.payload
+                for _ in range(times):
+                    current_app.tasks[message.headers["task"]].apply(args=args, kwargs=kwargs, throw=True)
+                message.ack()
+                delivered.append(message.headers["task"])
+            queue.close()
     return delivered
 
 

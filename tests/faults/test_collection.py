@@ -1,4 +1,4 @@
-"""Collection never silently stops (issue 13): a worker killed mid-dispatch, two dunning runs at
+"""Collection never silently stops (issue 13): a worker killed mid-email, two dunning runs at
 once, and a month close while Redis holds usage it cannot hand over.
 
 Real processes where the fault needs them: a `celery worker` started here (prefork, its child
@@ -30,10 +30,9 @@ from accounts.services import api_key_issue
 from billing.invoicing import invoices_issue_batch
 from billing.models import Invoice, InvoiceLine, PaymentAttempt
 from billing.tasks import UsageUnflushed, invoice_charge, invoices_dunning_run, month_close
-from config.celery import app as celery_app
-from config.redis_client import redis_client
+from core.redis import redis_client
 from core.periods import day_start, period_bounds, period_of, period_previous
-from metering.meter import meter_commits_send
+from metering.batcher import meter_commits_send
 from metering.models import UsageRecord
 from outbox.models import TaskReceipt
 from tests.factories import CustomerFactory, seeded_plan
@@ -77,14 +76,6 @@ class CeleryWorker:
         stop(self.process)
 
 
-@pytest.fixture
-def broker_sends():
-    """This process hands tasks to the broker (the worker runs them) instead of running them itself."""
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = False
-    yield
-    celery_app.conf.task_always_eager = eager
-
 
 def draft(customer, period: str, total: str = "49.00") -> Invoice:
     invoice = Invoice.objects.create(customer=customer, period=period, status=Invoice.Status.DRAFT,
@@ -98,7 +89,7 @@ def intents_by_invoice() -> Counter:
     return Counter(pi["metadata"].get("tollbooth_invoice_id") for pi in stripe_list("payment_intents"))
 
 
-def test_a_worker_child_killed_mid_dispatch_leaves_every_invoice_charged_and_emailed_once(
+def test_a_worker_child_killed_mid_email_leaves_every_invoice_charged_and_emailed_once(
     stripe_server, broker_sends, tmp_path
 ):
     count, hang_after = 12, 4
@@ -117,8 +108,8 @@ def test_a_worker_child_killed_mid_dispatch_leaves_every_invoice_charged_and_ema
         issued = invoices_issue_batch(period=period, limit=100)  # one dispatch task for the batch
         hanging = Path(f"{flag}.hanging")
         assert wait_until(hanging.exists, timeout=60), (tmp_path / "worker.log").read_text()[-3000:]
-        done_before_kill = TaskReceipt.objects.filter(key__startswith="invoice-issued:").count()
-        os.kill(int(hanging.read_text()), signal.SIGKILL)  # the child, inside the 5th invoice's email
+        emailed_before_kill = TaskReceipt.objects.filter(key__startswith="invoice-issued-email:").count()
+        os.kill(int(hanging.read_text()), signal.SIGKILL)  # the child, inside the 5th invoice's email task
         flag.unlink()
 
         numbers = {invoice.number for invoice in issued}
@@ -131,8 +122,8 @@ def test_a_worker_child_killed_mid_dispatch_leaves_every_invoice_charged_and_ema
         time.sleep(2)  # a duplicate still on its way would land now
         log = (tmp_path / "worker.log").read_text()
 
-    assert done_before_kill == hang_after and len(issued) == count
-    assert "SIGKILL" in log  # the pool saw its child die, and gave the dispatch back
+    assert emailed_before_kill == hang_after and len(issued) == count
+    assert "SIGKILL" in log  # the pool saw its child die, and gave the email task back
     subjects = mailbox_subjects(mailbox)
     sent = Counter(subject.split()[2] for subject in subjects if subject.startswith("Tollbooth invoice"))
     assert sent == Counter({number: 1 for number in numbers})
