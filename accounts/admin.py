@@ -24,7 +24,8 @@ class CustomerAdmin(admin.ModelAdmin):
     search_fields = ("company", "owner__email")
     list_select_related = ("owner", "plan", "terms")
     raw_id_fields = ("owner",)
-    readonly_fields = ("config_version",)
+    # config_version is the API's cache stamp, not something staff read: it stays off the page.
+    readonly_fields = ()
     inlines = [ApiKeyInline]
     # Writing Customer.plan would skip the plan history, the terms and the email of a plan change:
     # billing's admin (which sits above) turns the field back on and saves it through plan_change.

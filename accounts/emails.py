@@ -4,8 +4,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.urls import reverse
 
 from plans.models import Terms
 from plans.selectors import product_names
@@ -14,13 +16,16 @@ from .models import ApiKey, Customer
 from .text import single_line
 
 
-def _send(*, to: str, template: str, context: dict) -> None:
+def _send(*, to: str, template: str, context: dict, attachments: tuple = ()) -> None:
+    """`attachments`: (filename, content, mimetype) triples, e.g. an invoice's PDF."""
     context = {"site_url": settings.SITE_URL, **context}
     # One line whatever the names in it hold: a CR or LF would make the send raise BadHeaderError.
     subject = single_line(render_to_string(f"emails/{template}_subject.txt", context))
     body = render_to_string(f"emails/{template}_body.txt", context)
     message = EmailMultiAlternatives(subject, body, settings.DEFAULT_FROM_EMAIL, [to])
     message.attach_alternative(render_to_string(f"emails/{template}_body.html", context), "text/html")
+    for attachment in attachments:
+        message.attach(*attachment)
     message.send()
 
 
@@ -63,3 +68,41 @@ def terms_notice_email_send(*, customer_id: int, old_terms_id: int, new_terms_id
         "changes": [{"label": label, "old": before, "new": after, "name": name}
                     for label, before, after, name in rows if before != after],
     })
+
+
+def _account_user(user_id: int):
+    user = get_user_model().objects.select_related("customer").get(pk=user_id)
+    return user, getattr(user, "customer", None)
+
+
+def email_change_confirm_email_send(*, user_id: int, email: str) -> None:
+    """To the new address: the link that makes the change (the address must prove it is reachable)."""
+    from .email_change import LINK_HOURS, email_change_token
+
+    user, customer = _account_user(user_id)
+    token = email_change_token(user=user, email=email)
+    _send(to=email, template="email_change_confirm", context={
+        "customer": customer, "new_email": email, "hours": LINK_HOURS,
+        "link": settings.SITE_URL.rstrip("/") + reverse("email-change-confirm", args=[token]),
+    })
+
+
+def email_change_requested_email_send(*, user_id: int, email: str) -> None:
+    """To the current address: a change was asked for, and nothing happens unless the new one confirms."""
+    from .email_change import LINK_HOURS
+
+    user, customer = _account_user(user_id)
+    _send(to=user.email, template="email_change_requested",
+          context={"customer": customer, "new_email": email, "hours": LINK_HOURS})
+
+
+def email_changed_email_send(*, user_id: int, old_email: str) -> None:
+    """To the address just replaced: the last word it hears from us, in case it was not its owner's doing."""
+    user, customer = _account_user(user_id)
+    _send(to=old_email, template="email_changed", context={"customer": customer, "new_email": user.email})
+
+
+def password_changed_email_send(*, user_id: int, changed_at: str) -> None:
+    user, customer = _account_user(user_id)
+    _send(to=user.email, template="password_changed",
+          context={"customer": customer, "changed_at": datetime.fromisoformat(changed_at)})

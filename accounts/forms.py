@@ -11,6 +11,7 @@ from django.forms.utils import ErrorDict
 from plans.models import Plan
 from plans.selectors import plans_public
 
+from .email_change import email_taken
 from .login_guard import ACCOUNT_SCOPE, LOGIN_WINDOW_SECONDS, account_ident
 from .ratelimit import attempt_count, attempt_peek
 
@@ -176,8 +177,7 @@ class EmailChangeForm(PasswordConfirmedForm):
 
     def clean_email(self) -> str:
         email = User.objects.normalize_email(self.cleaned_data["email"])
-        taken = User.objects.filter(Q(email__iexact=email) | Q(username=email.lower())).exclude(pk=self.user.pk)
-        if taken.exists():
+        if email_taken(email=email, user=self.user):
             raise ValidationError("An account with this email already exists.", code="taken")
         return email
 

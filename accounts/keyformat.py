@@ -1,6 +1,8 @@
-"""API key format (README "The metered API"): `sk_live_`, 56 hex of randomness, 8 hex CRC32.
+"""API key format (README "The metered API"): `sk_live_` (or `sk_test_` for a test-mode key),
+56 hex of randomness, 8 hex CRC32.
 
-`sk_test_` is reserved for a future test mode; such keys issued earlier keep working.
+Whether a key is in test mode is the key row's `is_test`, not its prefix: `sk_test_` keys issued
+before test mode existed are live keys and keep working as such.
 
 The checksum lets us reject a mistyped or made-up key without touching any store, and the
 fixed shape lets leak scanners recognise our keys, as GitHub's tokens do.

@@ -103,6 +103,10 @@ class ApiKey(models.Model):
     )
     last_used_at = models.DateTimeField(null=True, blank=True)
     call_count = models.PositiveBigIntegerField(default=0)
+    # A test-mode key (README "The metered API", test mode): same answers, never billed or counted
+    # in quota or caps. Not read from the prefix: `sk_test_` keys issued before test mode existed
+    # are live keys and stay billed.
+    is_test = models.BooleanField(default=False)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -115,6 +119,10 @@ class ApiKey(models.Model):
     @property
     def masked(self) -> str:
         return key_mask(prefix=self.prefix, last8=self.last8)
+
+    @property
+    def mode(self) -> str:
+        return "test" if self.is_test else "live"
 
     def is_active(self, now=None) -> bool:
         now = now or timezone.now()

@@ -1,6 +1,8 @@
 """Writes for users, customers and API keys. The only way keys are created or changed."""
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -116,7 +118,8 @@ def trial_card_claim(*, customer: Customer, fingerprint: str) -> TrialClaim:
 
 
 @transaction.atomic
-def api_key_issue(*, customer: Customer, name: str) -> IssuedKey:
+def api_key_issue(*, customer: Customer, name: str, test: bool = False) -> IssuedKey:
+    """A new key; `test` makes a test-mode key (README "The metered API": never billed)."""
     # Lock the customer row so two concurrent requests cannot both pass the key limit.
     Customer.objects.select_for_update().filter(pk=customer.pk).first()
     name = single_line(name or "")
@@ -126,9 +129,9 @@ def api_key_issue(*, customer: Customer, name: str) -> IssuedKey:
         raise ValidationError(
             {"name": f"You already have {settings.MAX_ACTIVE_KEYS} active keys; revoke one first."}
         )
-    raw = key_generate()
+    raw = key_generate(live=not test)
     key = ApiKey.objects.create(
-        customer=customer, name=name[:60], prefix=raw[:8], key_hash=key_hash(raw), last8=raw[-8:]
+        customer=customer, name=name[:60], prefix=raw[:8], key_hash=key_hash(raw), last8=raw[-8:], is_test=test,
     )
     return IssuedKey(key=key, raw=raw)
 
@@ -155,20 +158,41 @@ def api_key_rotate(*, key: ApiKey, grace_days: int) -> IssuedKey:
         raise ValidationError({"key": "This key was already rotated."})
     _rotation_fits_key_limit(customer_id=old.customer_id, grace_days=grace_days)
     now = timezone.now()
+    name = single_line(old.name) or "Rotated key"
     old.expires_at = now + timedelta(days=grace_days)
     if grace_days == 0:
         old.revoked_at = now
-    old.save(update_fields=["expires_at", "revoked_at"])
-    raw = key_generate()
+    old.name = _rotated_name(customer_id=old.customer_id, name=name, now=now, exclude_id=old.pk)
+    old.save(update_fields=["expires_at", "revoked_at", "name"])
+    raw = key_generate(live=not old.is_test)
     new = ApiKey.objects.create(
-        customer=old.customer, name=single_line(old.name) or "Rotated key", prefix=raw[:8], key_hash=key_hash(raw),
-        last8=raw[-8:], rotated_from=old,
+        customer=old.customer, name=name, prefix=raw[:8], key_hash=key_hash(raw),
+        last8=raw[-8:], rotated_from=old, is_test=old.is_test,
     )
     from .tasks import key_rotated_email_send
 
     outbox.enqueue(key_rotated_email_send, key_id=new.pk)
     transaction.on_commit(lambda: api_key_rotated.send(sender=ApiKey, key=new), robust=True)
     return IssuedKey(key=new, raw=raw)
+
+
+ROTATED_SUFFIX = re.compile(r" \(rotated [^()]*\)$")
+NAME_MAX = ApiKey._meta.get_field("name").max_length
+
+
+def _rotated_name(*, customer_id: int, name: str, now, exclude_id: int) -> str:
+    """The retired key's new name: "Default key (rotated 4 Dec)", then "(rotated 4 Dec, 2)" and so
+    on, so the replacement keeps the plain name and no two of the customer's keys share one."""
+    base = ROTATED_SUFFIX.sub("", name) or name
+    taken = set(ApiKey.objects.filter(customer_id=customer_id).exclude(pk=exclude_id).values_list("name", flat=True))
+    taken.add(name)  # the replacement takes the plain name
+    day = f"{now.day} {now:%b}"
+    for n in itertools.count(1):
+        suffix = f" (rotated {day})" if n == 1 else f" (rotated {day}, {n})"
+        candidate = base[:NAME_MAX - len(suffix)] + suffix
+        if candidate not in taken:
+            return candidate
+    raise AssertionError("unreachable")
 
 
 def _rotation_fits_key_limit(*, customer_id: int, grace_days: int) -> None:

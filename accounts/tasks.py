@@ -31,6 +31,38 @@ def terms_notice_email_send(*, customer_id: int, old_terms_id: int, new_terms_id
     )
 
 
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def email_change_confirm_email_send(*, user_id: int, email: str, requested_at: str) -> None:
+    from .emails import email_change_confirm_email_send as send
+
+    outbox.run_once(key=f"email-change-confirm:{user_id}:{requested_at}",
+                    work=lambda: send(user_id=user_id, email=email))
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def email_change_requested_email_send(*, user_id: int, email: str, requested_at: str) -> None:
+    from .emails import email_change_requested_email_send as send
+
+    outbox.run_once(key=f"email-change-requested:{user_id}:{requested_at}",
+                    work=lambda: send(user_id=user_id, email=email))
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def email_changed_email_send(*, user_id: int, old_email: str, changed_at: str) -> None:
+    from .emails import email_changed_email_send as send
+
+    outbox.run_once(key=f"email-changed:{user_id}:{changed_at}",
+                    work=lambda: send(user_id=user_id, old_email=old_email))
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def password_changed_email_send(*, user_id: int, changed_at: str) -> None:
+    from .emails import password_changed_email_send as send
+
+    outbox.run_once(key=f"password-changed:{user_id}:{changed_at}",
+                    work=lambda: send(user_id=user_id, changed_at=changed_at))
+
+
 @shared_task
 def api_keys_expire() -> int:
     """Stamp revoked_at on keys whose rotation grace period ended, so lists read simply."""

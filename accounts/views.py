@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from plans.selectors import plans_public
 
+from .email_change import email_change_confirm, email_change_read, password_changed_notify
 from .forms import EmailAuthenticationForm, RateLimitedPasswordResetForm, SignupForm, add_service_errors
 from .login_guard import login_attempt_count
 from .ratelimit import Attempt, attempt_count, client_ip
@@ -141,6 +142,12 @@ class LoginView(RateLimitedPostMixin, auth_views.LoginView):
         # Per address and per account, shared with the staff login (login_guard).
         return login_attempt_count(request)
 
+    def get_default_redirect_url(self) -> str:
+        # Staff have no customer account: they land on the staff dashboard (README "Staff console").
+        if self.request.user.is_staff:
+            return reverse("staff-dashboard")
+        return super().get_default_redirect_url()
+
 
 class PasswordResetView(RateLimitedPostMixin, auth_views.PasswordResetView):
     template_name = "accounts/password_reset_form.html"
@@ -167,3 +174,31 @@ class LogoutView(auth_views.LogoutView):
         if was_signed_in:
             messages.info(request, "You are logged out.")
         return response
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's reset confirmation, and a notice to the account's address once the password changed."""
+
+    template_name = "accounts/password_reset_confirm.html"
+
+    def form_valid(self, form) -> HttpResponse:
+        response = super().form_valid(form)
+        password_changed_notify(user=form.user)
+        return response
+
+
+@require_http_methods(["GET", "POST"])
+def email_change_link(request: HttpRequest, token: str) -> HttpResponse:
+    """The link sent to a new address. GET only shows what it will do: mail scanners that fetch
+    links must not make the change; the button (a POST) does. No sign-in needed: the signed link
+    is the proof, and it may well be opened on another device."""
+    try:
+        change = email_change_confirm(token=token) if request.method == "POST" else email_change_read(token=token)
+    except ValidationError as exc:
+        context = {"error": exc.messages[0], "code": exc.code}
+        return render(request, "accounts/email_change_confirm.html", context, status=400)
+    if request.method == "GET":
+        return render(request, "accounts/email_change_confirm.html", {"change": change, "token": token})
+    messages.success(request, f"Your email is now {change.new}. Use it to log in.")
+    signed_in_here = request.user.is_authenticated and request.user.pk == change.user.pk
+    return redirect("portal-account" if signed_in_here else "login")

@@ -33,6 +33,16 @@ class PaymentAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     readonly_fields = fields
 
 
+@admin.register(PaymentAttempt)
+class PaymentAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read as "Attempt 2 · $59.00 · declined" (PaymentAttempt.__str__); written by charging only."""
+
+    list_display = ("__str__", "invoice", "status", "failure_code", "created_at", "finished_at")
+    list_filter = ("status",)
+    search_fields = ("invoice__number", "invoice__customer__company", "stripe_payment_intent_id")
+    list_select_related = ("invoice",)
+
+
 def _each(modeladmin, request, queryset, service, done: str) -> None:
     changed = 0
     for invoice in queryset:

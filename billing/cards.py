@@ -1,7 +1,10 @@
 """The card on file: saved through Stripe's SetupIntent (the billing page, or Stripe's webhook),
-once per card, and a new card makes every failed charge due again (README "Billing")."""
+once per card, and a new card makes every failed charge due again (README "Billing"). Removing
+it detaches it at Stripe; a plan that needs a card then ends at the period's end (README
+"Customer portal")."""
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -9,8 +12,9 @@ from accounts.models import Customer
 
 from . import gateway
 from .charging import charges_retry_now, stripe_customer_ensure
-from .gateway import BillingError, SetupIntentInfo
+from .gateway import BillingError, SetupIntentInfo, StripeNotFound
 from .models import PaymentMethod
+from .scheduled_ends import ScheduledEnd, card_added_unschedule, card_removed_schedule
 from .subscriptions import trial_card_check
 
 
@@ -60,6 +64,26 @@ def card_save(*, customer: Customer, payment_method_id: str) -> PaymentMethod:
             ),
         )
         trial_card_check(customer=customer, method=method)  # one trial per card: may end a trial now
+        card_added_unschedule(customer=customer)
         charges_retry_now(customer=customer)
         return method
 
+
+
+def card_remove(*, customer: Customer) -> ScheduledEnd | None:
+    """Detach the card at Stripe and forget it; returns the end this schedules for a plan that
+    needs a card (None when the plan needs none)."""
+    method = PaymentMethod.objects.filter(customer=customer).first()
+    if method is None:
+        raise ValidationError("There is no card on file.", code="no_card")
+    try:
+        gateway.payment_method_detach(payment_method_id=method.stripe_payment_method_id)
+    except StripeNotFound:
+        pass  # Stripe no longer knows the card: nothing left to detach
+    with transaction.atomic():
+        Customer.objects.select_for_update().filter(pk=customer.pk).first()
+        # By its Stripe id: a card saved meanwhile (another tab) stays on file.
+        PaymentMethod.objects.filter(pk=method.pk, stripe_payment_method_id=method.stripe_payment_method_id).delete()
+        if PaymentMethod.objects.filter(customer=customer).exists():
+            return None
+        return card_removed_schedule(customer=customer)

@@ -5,7 +5,8 @@ from django.conf import settings
 
 from accounts.emails import email_send
 
-from .models import PaymentAttempt, PaymentMethod
+from .invoice_pdf import invoice_pdf, invoice_pdf_filename
+from .models import Invoice, PaymentAttempt, PaymentMethod
 
 
 def payment_failed_email_send(*, attempt_id: int) -> None:
@@ -18,13 +19,26 @@ def payment_failed_email_send(*, attempt_id: int) -> None:
     )
 
 
-def invoice_issued_email_send(*, invoice_id: int) -> None:
-    from .models import Invoice
+def _pdf_attachment(invoice: Invoice) -> tuple[str, bytes, str]:
+    return invoice_pdf_filename(invoice), invoice_pdf(invoice=invoice), "application/pdf"
 
-    invoice = Invoice.objects.select_related("customer__owner").get(pk=invoice_id)
+
+def invoice_issued_email_send(*, invoice_id: int) -> None:
+    invoice = Invoice.objects.select_related("customer__owner", "plan").get(pk=invoice_id)
     email_send(
         to=invoice.customer.email, template="invoice_issued",
         context={"customer": invoice.customer, "invoice": invoice, "lines": list(invoice.lines.all())},
+        attachments=[_pdf_attachment(invoice)],
+    )
+
+
+def payment_received_email_send(*, invoice_id: int) -> None:
+    """The receipt: sent when an issued invoice is paid (a charge, or staff marking it paid)."""
+    invoice = Invoice.objects.select_related("customer__owner", "plan").get(pk=invoice_id)
+    email_send(
+        to=invoice.customer.email, template="payment_received",
+        context={"customer": invoice.customer, "invoice": invoice},
+        attachments=[_pdf_attachment(invoice)],
     )
 
 

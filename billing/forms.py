@@ -7,7 +7,7 @@ from accounts.models import Customer
 from plans.models import Plan
 from plans.selectors import plans_public
 
-from .models import CreditEntry
+from .models import BillingDetails, CreditEntry
 from .subscriptions import plan_change_check
 
 
@@ -73,3 +73,22 @@ class CreditEntryForm(forms.ModelForm):
         if not reason:
             raise forms.ValidationError("Say what the credit is for.")
         return reason
+
+
+class BillingDetailsForm(forms.ModelForm):
+    """What the customer's invoices are billed to; every field optional (the company name stands in)."""
+
+    class Meta:
+        model = BillingDetails
+        fields = ("name", "address", "country", "tax_id")
+        widgets = {"address": forms.Textarea(attrs={"rows": 3, "autocomplete": "street-address"}),
+                   "name": forms.TextInput(attrs={"autocomplete": "organization"}),
+                   "country": forms.TextInput(attrs={"autocomplete": "country-name"})}
+
+    def clean(self):
+        cleaned = super().clean()
+        # A line break in a one-line field would print as a stray line on the invoice.
+        for name in ("name", "country", "tax_id"):
+            if name in cleaned:
+                cleaned[name] = " ".join(cleaned[name].split())
+        return cleaned

@@ -236,6 +236,11 @@ def payment_method_retrieve(*, payment_method_id: str) -> CardInfo:
     )
 
 
+def payment_method_detach(*, payment_method_id: str) -> None:
+    """The card leaves the Stripe customer: it can never be charged again."""
+    _call(_client().v1.payment_methods.detach, payment_method_id)
+
+
 def _payment_intent_info(intent) -> PaymentIntentInfo:
     return payment_intent_from_data(intent.to_dict())
 

@@ -198,6 +198,7 @@ def invoice_mark_paid(*, invoice: Invoice, at: datetime | None = None, paid_by: 
     locked.save(update_fields=["status", "paid_at", "next_charge_at", "paid_by"])
     _customer_settle(locked.customer_id)
     send_on_commit(signals.invoice_paid, invoice=locked)
+    outbox.enqueue(tasks.payment_received_email_task, invoice_id=locked.pk)
     return locked
 
 

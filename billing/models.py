@@ -175,6 +175,14 @@ class PaymentAttempt(models.Model):
         ordering = ["invoice", "number"]
         constraints = [models.UniqueConstraint(fields=["invoice", "number"], name="one_attempt_number")]
 
+    def __str__(self) -> str:
+        """"Attempt 2 · $59.00 · declined": how staff read a charge in the admin and the staff console."""
+        if self.status == self.Status.FAILED:
+            outcome = self.failure_code.removeprefix("card_").replace("_", " ") or "failed"
+        else:
+            outcome = self.get_status_display().lower()
+        return f"Attempt {self.number} · ${self.amount:,.2f} · {outcome}"
+
     @property
     def idempotency_key(self) -> str:
         return f"invoice:{self.invoice_id}:charge:{self.number}"
@@ -244,3 +252,24 @@ class CreditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} {self.reason}"
+
+
+class BillingDetails(models.Model):
+    """Who an invoice is billed to, as the customer wrote it in the portal (README "Billing").
+
+    Printed on the invoice PDF as it is when the PDF is made; without a row the PDF bills the
+    company name and email the account was opened with.
+    """
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="billing_details")
+    name = models.CharField("Billing name", max_length=150, blank=True, help_text="The legal name on invoices")
+    address = models.TextField("Address", max_length=500, blank=True, help_text="Street, city, postal code: one per line")
+    country = models.CharField("Country", max_length=60, blank=True)
+    tax_id = models.CharField("Tax ID", max_length=40, blank=True, help_text="VAT, GST or EIN number, if you have one")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "billing details"
+
+    def __str__(self) -> str:
+        return self.name or str(self.customer)

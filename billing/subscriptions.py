@@ -166,6 +166,8 @@ def customer_cancel(*, customer: Customer) -> Invoice | None:
         if locked.status == Customer.Status.CANCELLED:
             return None
         now = timezone.now()
+        # Whatever was scheduled (an end at the period's end, a move to Free, new terms) is moot now.
+        PlanChange.objects.filter(customer=locked, at__gt=now).delete()
         PlanChange.objects.create(
             customer=locked, from_plan_id=locked.plan_id, to_plan_id=locked.plan_id, at=now,
             reason=PlanChange.Reason.CANCELLED,
@@ -281,6 +283,9 @@ def _terms_move_schedule_one(*, customer_id: int, terms: Terms, starts_at: datet
         return None  # changed plan or cancelled since the list was read
     if locked.terms is None or locked.terms.values() == terms.values():
         return None  # an older snapshot of the same values: nothing would change
+    ending = (PlanChange.Reason.CANCELLED, PlanChange.Reason.CUSTOMER)
+    if PlanChange.objects.filter(customer=locked, at__gt=timezone.now(), reason__in=ending).exists():
+        return None  # leaving its plan at the period's end (scheduled_ends): new terms would undo that
     scheduled = PlanChange.objects.filter(customer=locked, at__gt=timezone.now(), reason=PlanChange.Reason.TERMS_UPDATED)
     if scheduled.filter(terms=terms, at=starts_at).exists():
         return None  # scheduled and announced by an earlier run

@@ -122,10 +122,12 @@ def trials_run() -> dict:
 
 @shared_task(acks_late=True)
 def terms_moves_apply() -> int:
-    """Beat, hourly: customers whose scheduled move to their plan's current terms has come take them."""
+    """Beat, hourly: customers whose scheduled move to their plan's current terms has come take them,
+    and subscriptions scheduled to end (or leave a paid plan) at the period's end do."""
+    from .scheduled_ends import scheduled_ends_due_apply
     from .subscriptions import terms_moves_due_apply
 
-    return terms_moves_due_apply()
+    return terms_moves_due_apply() + scheduled_ends_due_apply()
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
@@ -196,3 +198,26 @@ def payment_failed_email_task(attempt_id: int) -> None:
     # Once per attempt, however often the outbox delivers this task.
     outbox.run_once(key=f"payment-failed-email:{attempt_id}",
                     work=lambda: payment_failed_email_send(attempt_id=attempt_id))
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def invoice_email_resend_task(invoice_id: int, request_id: int) -> None:
+    """Staff's "resend the invoice email": once per request (the staff action's id), however often
+    the outbox delivers it; the first email's own receipt would otherwise swallow it."""
+    import outbox
+
+    from .emails import invoice_issued_email_send
+
+    outbox.run_once(key=f"invoice-email-resend:{request_id}",
+                    work=lambda: invoice_issued_email_send(invoice_id=invoice_id))
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def payment_received_email_task(invoice_id: int) -> None:
+    """The receipt with the invoice PDF, on the email queue; once per invoice (it is paid once)."""
+    import outbox
+
+    from .emails import payment_received_email_send
+
+    outbox.run_once(key=f"payment-received-email:{invoice_id}",
+                    work=lambda: payment_received_email_send(invoice_id=invoice_id))

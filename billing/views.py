@@ -17,11 +17,14 @@ from accounts.models import Customer
 from plans.selectors import plans_public
 
 from . import gateway
-from .cards import CardSetupFailed, card_setup_confirm, card_setup_start
+from .cards import CardSetupFailed, card_remove, card_setup_confirm, card_setup_start
 from .forms import PlanChangeForm
 from .gateway import BillingError
 from .models import Invoice, PaymentMethod
 from .selectors import invoices_for_customer, plan_change_preview
+from .scheduled_ends import (
+    cancel_end_preview, cancel_undo, card_removal_preview, customer_cancel_at_period_end, scheduled_end,
+)
 from .subscriptions import customer_cancel, plan_change as plan_change_service, plan_change_check
 
 
@@ -39,6 +42,7 @@ def billing(request: HttpRequest, customer: Customer) -> HttpResponse:
         "invoices": invoices_for_customer(customer=customer),
         "stripe_ready": gateway.is_configured(),
         "grace_days": settings.BILLING_GRACE_DAYS,
+        "scheduled": scheduled_end(customer=customer),
     }
     return render(request, "billing/billing.html", context)
 
@@ -117,18 +121,64 @@ def plan_change(request: HttpRequest, customer: Customer) -> HttpResponse:
     return render(request, "billing/plan_change.html", {"customer": customer, "form": form})
 
 
+CANCEL_CHOICES = ("period_end", "now", "keep")
+
+
 @require_http_methods(["GET", "POST"])
 @customer_required
 def cancel(request: HttpRequest, customer: Customer) -> HttpResponse:
-    if request.method == "POST" and customer.status != Customer.Status.CANCELLED:
-        try:
+    """At the period's end unless "now" is chosen; "keep" undoes an end scheduled before."""
+    context = {"customer": customer, "scheduled": scheduled_end(customer=customer),
+               "end": cancel_end_preview(customer=customer)}
+    if request.method == "GET" or customer.status == Customer.Status.CANCELLED:
+        return render(request, "billing/cancel.html", context)
+    when = request.POST.get("when", "period_end")
+    if when not in CANCEL_CHOICES:
+        context["error"] = "Choose when your subscription ends."
+        return render(request, "billing/cancel.html", context, status=400)
+    try:
+        if when == "now":
             customer_cancel(customer=customer)
+            messages.success(request, "Your subscription is cancelled. Your final invoice is below.")
+        elif when == "keep":
+            cancel_undo(customer=customer)
+            messages.success(request, "Your subscription continues: nothing ends at the end of the month.")
+        else:
+            end = customer_cancel_at_period_end(customer=customer)
+            messages.success(request, (
+                f"Your subscription ends after {end.last_day:%-d %B %Y}. Until then your keys work as now; "
+                "you can keep the subscription from this page."
+            ))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("billing")
+
+
+@require_http_methods(["GET", "POST"])
+@customer_required
+def card_remove_page(request: HttpRequest, customer: Customer) -> HttpResponse:
+    """Says what removing the card does to the plan, then (POST) detaches it at Stripe."""
+    card = PaymentMethod.objects.filter(customer=customer).first()
+    if request.method == "POST" and card is not None:
+        try:
+            end = card_remove(customer=customer)
+        except BillingError:
+            messages.error(request, "We could not reach our payment provider. Please try again in a minute.")
+            return redirect("billing-card-remove")
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
             return redirect("billing")
-        messages.success(request, "Your subscription is cancelled. Your final invoice is below.")
+        ending = ""
+        if end is not None:
+            after = "your subscription ends" if end.cancels else f"you move to the {end.plan.name} plan"
+            ending = f" {customer.plan.name} needs a card: {after} after {end.last_day:%-d %B %Y}."
+        messages.success(request, f"Card removed: {card.brand.title()} ending in {card.last4}.{ending}")
         return redirect("billing")
-    return render(request, "billing/cancel.html", {"customer": customer})
+    if card is None:
+        messages.info(request, "There is no card on file.")
+        return redirect("billing")
+    context = {"customer": customer, "card": card, "end": card_removal_preview(customer=customer)}
+    return render(request, "billing/card_remove.html", context)
 
 
 @require_GET

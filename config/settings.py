@@ -217,6 +217,11 @@ STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
 # Dunning: days after the first failed charge on which it is retried; the invoice becomes
 # uncollectible when the last retry fails.
 BILLING_RETRY_DAYS = [int(day) for day in env.list("BILLING_RETRY_DAYS", default=["1", "3", "5"])]
+# The seller printed on every invoice PDF (README "Configuration"). SELLER_ADDRESS takes "\n" or
+# " | " between its lines, since an env value is one line.
+SELLER_NAME = env("SELLER_NAME", default="Tollbooth")
+SELLER_ADDRESS = env("SELLER_ADDRESS", default="")
+SELLER_TAX_ID = env("SELLER_TAX_ID", default="")
 
 # Customer webhooks (notifications app): https only, and never to private, loopback,
 # link-local or metadata addresses, unless these are set (development and tests).

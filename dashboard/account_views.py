@@ -1,4 +1,4 @@
-"""The customer's account page: email, password, and closing the account.
+"""The customer's account page: email (confirmed by a link to the new address), password, and closing the account.
 
 Closing cancels through billing, so these views sit in the portal layer, above billing.
 """
@@ -13,9 +13,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts.decorators import customer_required
+from accounts.email_change import LINK_HOURS, email_change_request, password_changed_notify
 from accounts.forms import AccountDeleteForm, EmailChangeForm, GuardedPasswordChangeForm, add_service_errors
 from accounts.models import Customer
-from accounts.services import user_email_change
 
 from .services import account_close
 
@@ -24,6 +24,7 @@ def _account_page(request: HttpRequest, customer: Customer, *, email_form=None, 
                   status: int = 200) -> HttpResponse:
     context = {
         "customer": customer,
+        "link_hours": LINK_HOURS,
         "email_form": email_form or EmailChangeForm(user=request.user, prefix="email"),
         "password_form": password_form or GuardedPasswordChangeForm(request.user, prefix="password"),
     }
@@ -42,11 +43,14 @@ def account_email(request: HttpRequest, customer: Customer) -> HttpResponse:
     form = EmailChangeForm(request.POST, user=request.user, prefix="email")
     if form.is_valid():
         try:
-            user_email_change(user=request.user, email=form.cleaned_data["email"])
+            email = email_change_request(user=request.user, email=form.cleaned_data["email"])
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            messages.success(request, f"Your email is now {request.user.email}. Use it to log in.")
+            messages.success(request, (
+                f"We sent a link to {email}: follow it within {LINK_HOURS} hours to make the change. "
+                f"Until then you log in with {request.user.email}."
+            ))
             return redirect("portal-account")
     return _account_page(request, customer, email_form=form, status=400)
 
@@ -59,6 +63,7 @@ def account_password(request: HttpRequest, customer: Customer) -> HttpResponse:
         user = form.save()
         # Other sessions end; this one stays signed in.
         update_session_auth_hash(request, user)
+        password_changed_notify(user=user)
         messages.success(request, "Your password is changed.")
         return redirect("portal-account")
     return _account_page(request, customer, password_form=form, status=400)

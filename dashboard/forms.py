@@ -12,6 +12,10 @@ class ApiKeyCreateForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "e.g. Production server", "autocomplete": "off"}),
         error_messages={"required": "Give the key a name."},
     )
+    mode = forms.ChoiceField(
+        choices=[("live", "Live: billed calls"), ("test", "Test mode: free, 10 calls a minute, 1,000 a day")],
+        initial="live", widget=forms.RadioSelect, label="Mode", required=False,  # absent: live, as before
+    )
 
 
 def _grace_label(days: int) -> str:

@@ -1,6 +1,7 @@
 """What the nightly reconciliation found: one row per drift between two records of the same usage."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -30,6 +31,11 @@ class ReconciliationIssue(models.Model):
     invoice = models.ForeignKey("billing.Invoice", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     checked_at = models.DateTimeField(default=timezone.now)
+    # Staff explained the drift (README "Staff console"): it leaves the open list, and a later
+    # run that still finds it keeps it resolved; a run that finds the figures agree deletes it.
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    resolution_note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-period", "source", "customer_id"]
@@ -44,3 +50,37 @@ class ReconciliationIssue(models.Model):
     @property
     def difference(self):
         return self.found - self.expected
+
+
+class StaffAction(models.Model):
+    """What a staff member did to a customer from the staff console: who, when, what, and why.
+
+    Written in the same transaction as the change itself, so there is never one without the other.
+    """
+
+    class Kind(models.TextChoices):
+        PLAN_CHANGE = "plan_change", "Changed the plan"
+        TRIAL_EXTEND = "trial_extend", "Extended the trial"
+        CREDIT_ADD = "credit_add", "Added credit"
+        INVOICE_PAID = "invoice_paid", "Marked an invoice paid"
+        INVOICE_VOID = "invoice_void", "Voided an invoice"
+        INVOICE_RESEND = "invoice_resend", "Resent the invoice email"
+        CANCEL = "cancel", "Cancelled the account"
+        ISSUE_RESOLVE = "issue_resolve", "Resolved a reconciliation issue"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="staff_actions")
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # Kept as text too: the record still says who after the staff account is deleted.
+    staff_name = models.CharField(max_length=150)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    summary = models.CharField(max_length=300, help_text="What changed, e.g. Starter → Pro, $25.00")
+    note = models.TextField(blank=True)
+    invoice = models.ForeignKey("billing.Invoice", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["customer", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.staff_name}: {self.get_kind_display()} ({self.summary})"

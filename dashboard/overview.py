@@ -24,7 +24,7 @@ from .growth import MonthMovements, MrrNow, WeekCohort, mrr_movements, mrr_now, 
 from .invoice_stats import Collections, collections, invoice_totals, overage_by_month
 from .mrr import customer_mrr
 from .overage import overage_by_customer
-from .usage_stats import CallStats, call_stats
+from .usage_stats import NO_CALLS, CallStats, call_stats
 
 
 # ---------------------------------------------------------------- revenue per customer
@@ -37,7 +37,8 @@ class CustomerRevenue:
     status: str
     mrr: Decimal
     calls: int
-    calls_last: int
+    calls_last: int  # the whole of last month (the CSV export's column)
+    calls_last_to_date: int  # last month's same days, what "vs last month" compares with
     overage_so_far: Decimal
     overage_projected: Decimal
     revenue: Decimal  # this month so far: MRR + overage so far
@@ -45,22 +46,31 @@ class CustomerRevenue:
 
     @property
     def calls_growth(self) -> Decimal | None:
-        return percent(self.calls - self.calls_last, self.calls_last)
+        """Month to date against the same days of last month: a whole month against a few
+        days would read as a fall early in every month."""
+        return percent(self.calls - self.calls_last_to_date, self.calls_last_to_date)
+
+    @property
+    def revenue_projected(self) -> Decimal:
+        """This month whole: MRR and the overage projected at the billable run rate."""
+        return self.mrr + self.overage_projected
 
     @property
     def revenue_growth(self) -> Decimal | None:
-        return percent(self.revenue - self.revenue_last, self.revenue_last)
+        """This month projected against last month's invoice, whole month against whole month:
+        the overage so far against a whole month's would read as a fall early in every month."""
+        return percent(self.revenue_projected - self.revenue_last, self.revenue_last)
 
 
 def customer_revenue(*, book: Book, calls: CallStats, last_totals: dict[int, Decimal]) -> list[CustomerRevenue]:
     overage = overage_by_customer(book=book, calls=calls)
     out = []
     for cid, row in book.customers.items():
-        this, last = calls.per_customer.get(cid, (0, 0))
+        this, last, last_to_date = calls.per_customer.get(cid, NO_CALLS)
         mrr = customer_mrr(row, book.terms[row.terms_id])
         owed = overage[cid]
         out.append(CustomerRevenue(
-            cid, book.companies[cid], book.plans[row.plan_id], row.status, mrr, this, last, owed.so_far,
+            cid, book.companies[cid], book.plans[row.plan_id], row.status, mrr, this, last, last_to_date, owed.so_far,
             owed.projected, mrr + owed.so_far, last_totals.get(cid, ZERO),
         ))
     return out

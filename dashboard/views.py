@@ -13,6 +13,8 @@ from accounts.models import ApiKey, Customer
 from accounts.reveal import reveal_render, reveal_stash
 from accounts.selectors import api_key_for_customer
 from accounts.services import api_key_issue, api_key_revoke, api_key_rotate
+from metering import testmode
+from metering.testmode import calls_in_test_mode
 from plans.selectors import product_names
 
 from .forms import ApiKeyCreateForm, ApiKeyRotateForm
@@ -49,7 +51,16 @@ def portal(request: HttpRequest, customer: Customer) -> HttpResponse:
                          for i, (slug, name) in enumerate(_product_names(usage.recent_by_product))),
         ),
     }
+    context.update(_test_mode_context(customer))
     return render(request, "dashboard/portal.html", context)
+
+
+def _test_mode_context(customer: Customer) -> dict:
+    """Test-mode calls, shown apart from the billed usage (README "The metered API", test mode)."""
+    calls = calls_in_test_mode(customer_id=customer.pk)
+    rows = [(name, calls.today.get(slug, 0), calls.month[slug]) for slug, name in _product_names(calls.month)]
+    return {"test_calls": calls, "test_rows": rows,
+            "test_limits": {"minute": testmode.PER_MINUTE, "day": testmode.PER_DAY}}
 
 
 def _product_names(by_product: dict) -> list[tuple[str, str]]:
@@ -63,7 +74,8 @@ def keys(request: HttpRequest, customer: Customer) -> HttpResponse:
     form = ApiKeyCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            issued = api_key_issue(customer=customer, name=form.cleaned_data["name"])
+            issued = api_key_issue(customer=customer, name=form.cleaned_data["name"],
+                                   test=form.cleaned_data.get("mode") == "test")
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:

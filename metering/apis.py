@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from plans.models import BuiltinProduct
 
 from . import api_docs, verify_docs
+from .authentication import mode_header_set
 from .meter import meter_settle
 from .parsers import BoundedJSONParser
 from .products.errors import ProductInputError
@@ -39,6 +40,7 @@ class MeteredApi(APIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
+        mode_header_set(request, response)
         result = getattr(request, "meter", None)
         if result is not None:
             # Only a 2xx is billed; a product's 400/413/415 or a 5xx is released (README "The metered API").

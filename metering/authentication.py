@@ -9,7 +9,7 @@ from rest_framework.authentication import BaseAuthentication
 from accounts.keyformat import key_is_well_formed
 from accounts.ratelimit import attempt_count, attempt_peek, client_ip
 
-from .keyconfig import KeyConfig, key_config_cached, key_config_get
+from .keyconfig import KeyConfig, Unknown, key_config_cached, key_config_get, key_unknown_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +26,31 @@ class ApiCaller:
         return self.config.customer_id
 
 
+MODE_HEADER = "Tollbooth-Mode"
+
+
+def mode_header_set(request, response) -> None:
+    """`Tollbooth-Mode: test` or `live` on every answer to a known key, refusals included
+    (README "The metered API", test mode): a client can tell which mode answered."""
+    mode = getattr(request, "api_key_mode", None)  # set once the key is known, before any refusal
+    if mode is not None:
+        response[MODE_HEADER] = mode
+
+
 class InvalidApiKey(exceptions.AuthenticationFailed):
     default_detail = "Invalid API key"
     default_code = "invalid_api_key"
+
+
+class KeyRevoked(exceptions.AuthenticationFailed):
+    default_detail = "This API key was revoked"
+    default_code = "key_revoked"
+
+
+def key_refusal(raw: str) -> exceptions.AuthenticationFailed:
+    """The 401 for a key that has no config: `key_revoked` when the key existed and was revoked
+    (as this process's last lookup found it), else `invalid_api_key`."""
+    return KeyRevoked() if key_unknown_reason(raw) == Unknown.REVOKED else InvalidApiKey()
 
 
 class TooManyInvalidKeys(exceptions.Throttled):
@@ -62,9 +84,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         known, config = key_config_cached(raw)
         if not known:
             config = _looked_up(request, raw)
-        if config is None or config.is_expired():
+        if config is None:
+            raise key_refusal(raw)
+        if config.is_expired():
             raise InvalidApiKey()
         request.raw_api_key = raw
+        request.api_key_mode = config.mode
         return ApiCaller(config=config), config
 
     def authenticate_header(self, request) -> str:

@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 
 from plans.selectors import ProductView, product_for_slug
 
-from .authentication import ApiKeyAuthentication
+from .authentication import ApiKeyAuthentication, mode_header_set
 from .meter import meter_settle
 from .permissions import HasActiveAccount
 from .throttling import PlanThrottle, throttled_error
@@ -164,6 +164,7 @@ class GatewayApi(APIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
+        mode_header_set(request, response)
         result = getattr(request, "meter", None)
         if result is not None:
             if not response.streaming:  # a forwarded answer settles when it has gone out

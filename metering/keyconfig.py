@@ -59,12 +59,24 @@ class KeyConfig:
     payment_due_at: float | None = None  # epoch seconds; past-due grace ends, then 402
     alert_at: tuple[int, ...] = ()  # month call counts at which usage_threshold_crossed is sent
     call_ceiling: int | None = None  # the customer's spend cap, in calls: refused from there on
+    test: bool = False  # a test-mode key: its own small limits, never billed (README "The metered API")
 
     def is_expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (now or time.time()) >= self.expires_at
 
     def payment_overdue(self, now: float | None = None) -> bool:
         return self.payment_due_at is not None and (now or time.time()) >= self.payment_due_at
+
+    @property
+    def mode(self) -> str:
+        return "test" if self.test else "live"
+
+
+class Unknown:
+    """Why a hash has no config: the answer differs (401 `invalid_api_key` or `key_revoked`)."""
+
+    NO_SUCH_KEY = "no_such_key"
+    REVOKED = "revoked"
 
 
 _local: dict[str, tuple[KeyConfig | None, float]] = {}
@@ -76,10 +88,7 @@ def key_config_get(raw_key: str) -> KeyConfig | None:
     known, config = key_config_cached(raw_key)
     if known:
         return config
-    digest = key_hash(raw_key)
-    config = key_config_load(digest)
-    _remember(digest, config)
-    return config
+    return key_config_reload(raw_key)
 
 
 def key_config_cached(raw_key: str) -> tuple[bool, KeyConfig | None]:
@@ -95,20 +104,25 @@ def key_config_cached(raw_key: str) -> tuple[bool, KeyConfig | None]:
     return False, None
 
 
+def key_unknown_reason(raw_key: str) -> str:
+    """Why the last lookup of this key found no config (Unknown): read from this process's memory."""
+    with _unknown_lock:
+        return _unknown.get(key_hash(raw_key), Unknown.NO_SUCH_KEY)
+
+
 def key_config_reload(raw_key: str) -> KeyConfig | None:
     """Straight from Postgres, refreshing the cache (the meter script saw a newer version)."""
     digest = key_hash(raw_key)
-    config = key_config_load(digest)
-    _remember(digest, config)
+    key = _key_row(digest)
+    config = _build(key) if key is not None and key.is_active() else None
+    revoked = key is not None and key.revoked_at is not None
+    _remember(digest, config, Unknown.REVOKED if revoked else Unknown.NO_SUCH_KEY)
     return config
 
 
-def key_config_load(digest: str) -> KeyConfig | None:
-    key = (ApiKey.objects.select_related("customer__plan", "customer__terms", "customer__usage_limits")
-           .filter(key_hash=digest).first())
-    if key is None or not key.is_active():
-        return None
-    return _build(key)
+def _key_row(digest: str) -> ApiKey | None:
+    return (ApiKey.objects.select_related("customer__plan", "customer__terms", "customer__usage_limits")
+            .filter(key_hash=digest).first())
 
 
 @connection.on_recovery
@@ -118,11 +132,11 @@ def key_config_forget_local() -> None:
         _unknown.clear()
 
 
-def _remember(digest: str, config: KeyConfig | None) -> None:
+def _remember(digest: str, config: KeyConfig | None, reason: str = Unknown.NO_SUCH_KEY) -> None:
     if config is None:
         _local.pop(digest, None)
         with _unknown_lock:
-            _unknown[digest] = True
+            _unknown[digest] = reason
         return
     if len(_local) >= LOCAL_MAX_ENTRIES:
         _local.clear()
@@ -148,6 +162,7 @@ def _build(key: ApiKey) -> KeyConfig:
         payment_due_at=payment_due_at,
         alert_at=tuple(sorted(set(limits.alert_at_calls))) if limits else (),
         call_ceiling=limits.call_ceiling if limits else None,
+        test=key.is_test,
     )
 
 

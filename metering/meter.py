@@ -21,7 +21,7 @@ from typing import Callable
 from django.conf import settings
 from django.utils import timezone
 
-from . import connection
+from . import connection, testmode
 from .batcher import commit_later
 from .events import usage_threshold_crossed
 from .keyconfig import KeyConfig, key_config_reload
@@ -38,6 +38,8 @@ class Outcome:
     RATE_LIMITED = 1
     QUOTA_EXCEEDED = 2
     SPEND_CAP = 3
+    NOT_ENTITLED = 4
+    TEST_DAY_LIMIT = 5  # a test key's calls of the day are used up (metering/testmode.py)
     STALE = -1
     NEEDS_SEED = -2
 
@@ -75,6 +77,8 @@ def meter_call(
 ) -> MeterResult:
     """Meter one call. `revalidate` re-checks a reloaded config and raises if it now fails."""
     now = timezone.now()
+    if config.test:
+        return _meter_test(config, raw_key, product, now, revalidate)
     result = None
     # After an outage this process first runs its recovery (core.redis); if Redis is gone
     # again the call is metered in Postgres.
@@ -86,7 +90,7 @@ def meter_call(
             # Redis failed under this very call: the config it brought may predate the outage.
             config = revalidate(key_config_reload(raw_key))
     if result is None:
-        result = _meter_in_postgres(config, product, now)
+        result = _meter_in_postgres(revalidate(config), product, now)
     if result.allowed and result.config.alert_at:
         _thresholds_announce(result)
     return result
@@ -94,8 +98,8 @@ def meter_call(
 
 def meter_settle(*, result: MeterResult, status_code: int) -> None:
     """Bill a call answered 2xx; release any other answer (README "The metered API": billing follows the answer)."""
-    if not result.allowed:
-        return
+    if not result.allowed or result.store == "test":
+        return  # a test call was counted when accepted and is never billed
     if 200 <= status_code < 300:
         if result.store == "redis":
             commit_later(customer_id=result.config.customer_id, day=result.day, open_member=result.open_member,
@@ -107,7 +111,7 @@ def meter_settle(*, result: MeterResult, status_code: int) -> None:
 def meter_refund(result: MeterResult) -> None:
     """Release an accepted call that was not answered 2xx: not billed, out of the month's count,
     but still in the per-minute window."""
-    if not result.allowed:
+    if not result.allowed or result.store == "test":
         return
     if result.store == "postgres":
         from .services import usage_add
@@ -143,10 +147,14 @@ def _meter_in_redis(config, raw_key, product, now, revalidate) -> MeterResult:
     for _ in range(MAX_RELOADS + 2):
         keys, args, field = _call_shape(config, product, day)
         opened = open_member(field=field, member=member)
-        reply = connection.run_script(client, "meter", keys, (*args, member, opened))
+        entitled = int(product in config.entitlements)
+        reply = connection.run_script(client, "meter", keys, (*args, member, opened, entitled))
         outcome = reply[0]
         if outcome == Outcome.STALE:
             config = revalidate(key_config_reload(raw_key))
+        elif outcome == Outcome.NOT_ENTITLED:
+            revalidate(config)  # raises the refusal: the config is current and lacks the product
+            raise RuntimeError("a config the meter found not entitled passed revalidation")
         elif outcome == Outcome.NEEDS_SEED:
             # Redis lost the month, it just began, or Redis missed a change or an outage: rebuild
             # the counter from Postgres and what Redis holds unflushed.
@@ -172,6 +180,54 @@ def _call_shape(config: KeyConfig, product: str, day: date) -> tuple[tuple, tupl
     args = (config.version, config.rate_per_minute, WINDOW_MS, config.included_calls, int(config.hard_cap),
             ceiling, OPEN_TTL_SECONDS)
     return keys, args, field
+
+
+def _meter_test(config, raw_key, product, now, revalidate) -> MeterResult:
+    """A test-mode key's call: its own limits in one round trip, never billed. Without Redis it
+    is refused (503): test calls have no Postgres count to fall back on."""
+    if connection.redis_is_marked_down() or not connection.redis_recovered():
+        raise MeteringUnavailable()
+    client = connection.redis_client()
+    day = now.date()
+    member = _member()
+    for _ in range(MAX_RELOADS + 1):
+        keys, args = _test_call_shape(config, product, day)
+        try:
+            reply = connection.run_script(client, "meter_test", keys, (*args, member))
+        except connection.UNAVAILABLE:
+            connection.redis_mark_down()
+            raise MeteringUnavailable() from None
+        outcome = reply[0]
+        if outcome == Outcome.STALE:
+            config = revalidate(key_config_reload(raw_key))
+            continue
+        if outcome == Outcome.NOT_ENTITLED:
+            revalidate(config)
+            raise RuntimeError("a config the meter found not entitled passed revalidation")
+        _, limit, remaining, reset_ms, day_calls = reply
+        reset = max(1, -(-reset_ms // 1000))
+        if outcome == Outcome.OK:
+            retry_after = 0
+        else:
+            retry_after = reset if outcome == Outcome.RATE_LIMITED else testmode.seconds_to_next_day(now)
+        return MeterResult(
+            outcome=outcome, config=config, rate_limit=limit, rate_remaining=max(0, remaining),
+            rate_reset_seconds=reset, quota_limit=testmode.PER_DAY,
+            quota_remaining=max(0, testmode.PER_DAY - day_calls), retry_after=retry_after,
+            store="test", field="", product=product, day=day,
+        )
+    raise RuntimeError("key config kept changing while metering a call")
+
+
+@lru_cache(maxsize=4096)
+def _test_call_shape(config: KeyConfig, product: str, day: date) -> tuple[tuple, tuple]:
+    cid = config.customer_id
+    keys = (testmode.window_key(customer_id=cid), testmode.day_counter_key(customer_id=cid, day=day),
+            testmode.usage_key(customer_id=cid, day=day), connection.customer_key(cid, "ver"))
+    args = (config.version, testmode.PER_MINUTE, WINDOW_MS, testmode.PER_DAY, int(product in config.entitlements),
+            testmode.usage_field(day=day, product=product), testmode.DAY_COUNTER_TTL_SECONDS,
+            testmode.usage_ttl(day=day))
+    return keys, args
 
 
 def _new_member_prefix() -> None:

@@ -8,7 +8,7 @@ from rest_framework.permissions import BasePermission
 
 from plans.selectors import plan_cheapest_allowing
 
-from .authentication import InvalidApiKey
+from .authentication import InvalidApiKey, key_refusal
 from .keyconfig import Access, KeyConfig
 
 
@@ -52,9 +52,12 @@ def upgrade_fields(*, product: str, more_calls_than: int | None = None) -> dict:
     return {"upgrade_url": settings.SITE_URL.rstrip("/") + reverse("billing-plan"), "upgrade_plan": plan}
 
 
-def access_check(config: KeyConfig | None, product: str | None) -> KeyConfig:
-    """Raise the error a caller with this config gets, or return the config."""
-    if config is None or config.is_expired():
+def access_check(config: KeyConfig | None, product: str | None, *, raw_key: str | None = None) -> KeyConfig:
+    """Raise the error a caller with this config gets, or return the config. With `raw_key`, a
+    key that has no config (just reloaded) is told apart: revoked or never valid."""
+    if config is None:
+        raise key_refusal(raw_key) if raw_key else InvalidApiKey()
+    if config.is_expired():
         raise InvalidApiKey()
     if config.access == Access.CANCELLED:
         raise AccountCancelled()
@@ -66,13 +69,16 @@ def access_check(config: KeyConfig | None, product: str | None) -> KeyConfig:
 
 
 class HasActiveAccount(BasePermission):
-    """Key present, account in good standing and, for a product endpoint, entitled to it.
+    """Key present and account in good standing. Runs before the throttle, so a refused call is
+    never counted.
 
-    Runs before the throttle, so a refused call is never counted.
+    The entitlement to a product is judged by the meter script (PlanThrottle), after its
+    config-version check: judged here, on the in-process copy of the config, a product just
+    granted would stay refused until that copy expired. The script's refusal counts nothing either.
     """
 
     def has_permission(self, request, view) -> bool:
         if request.auth is None:
             raise ApiKeyRequired()
-        access_check(request.auth, getattr(view, "product", None))
+        access_check(request.auth, None)
         return True

@@ -52,7 +52,8 @@ class ErrorCode:
 # Every `code` a /v1 answer can carry, in the order a call meets them.
 ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode(401, "api_key_required", "No key sent. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`."),
-    ErrorCode(401, "invalid_api_key", "The key is mistyped, unknown, revoked, or past its rotation grace period."),
+    ErrorCode(401, "invalid_api_key", "The key is mistyped, unknown, or past its rotation grace period."),
+    ErrorCode(401, "key_revoked", "The key was revoked in the portal: from the next call on. Use another key."),
     ErrorCode(429, "too_many_invalid_keys", "Too many invalid keys from your address this minute; wait "
                                             "`Retry-After` seconds."),
     ErrorCode(403, "account_cancelled", "The account is cancelled; its keys no longer work."),
@@ -65,6 +66,9 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
                                      "carries `upgrade_url` and `upgrade_plan`; `Retry-After` counts to next month."),
     ErrorCode(429, "spend_cap", "The monthly spend cap you set in the portal is reached. Raise it, or wait for "
                                 "next month (`Retry-After`)."),
+    ErrorCode(429, "test_day_limit", "A test-mode key's day is used up: 1,000 calls a day across your test keys "
+                                     "(`Retry-After` counts to midnight UTC). Test keys also get `rate_limited` past "
+                                     "10 calls a minute."),
     ErrorCode(400, "parse_error", "The body is not valid JSON, nests too deep, or cannot be read."),
     ErrorCode(400, "invalid_input", "A parameter is missing or out of range; `fields` names each problem."),
     ErrorCode(400, "too_many_parameters", "The query string or form has too many parameters."),

@@ -6,6 +6,7 @@ from rest_framework.throttling import BaseThrottle
 
 from accounts.ratelimit import Attempt, attempt_count
 
+from . import testmode
 from .meter import MeteringUnavailable, Outcome, meter_call
 from .permissions import access_check, upgrade_fields
 
@@ -33,6 +34,11 @@ class SpendCapReached(RateLimited):
     default_code = "spend_cap"
 
 
+class TestDayLimitReached(RateLimited):
+    default_detail = f"Test-mode limit reached: {testmode.PER_DAY:,} calls a day across your test keys. Use a live key."
+    default_code = "test_day_limit"
+
+
 class ServiceUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "Metering is unavailable; try again shortly"
@@ -42,6 +48,7 @@ class ServiceUnavailable(exceptions.APIException):
 REFUSALS = {
     Outcome.RATE_LIMITED: RateLimited,
     Outcome.SPEND_CAP: SpendCapReached,
+    Outcome.TEST_DAY_LIMIT: TestDayLimitReached,
 }
 
 
@@ -72,7 +79,7 @@ class PlanThrottle(BaseThrottle):
         try:
             self.result = meter_call(
                 config=request.auth, raw_key=request.raw_api_key, product=product,
-                revalidate=lambda config: access_check(config, product),
+                revalidate=lambda config: access_check(config, product, raw_key=request.raw_api_key),
             )
         except MeteringUnavailable:
             request.meter_refusal = ServiceUnavailable()

@@ -29,13 +29,14 @@ from .authentication import InvalidApiKey
 from .keyconfig import KeyConfig, key_config_get
 from .meter import MeterResult, MeteringUnavailable, Outcome, meter_call, meter_settle
 from .permissions import access_check
-from .throttling import QuotaExceeded, RateLimited, ServiceUnavailable, SpendCapReached
+from .throttling import QuotaExceeded, RateLimited, ServiceUnavailable, SpendCapReached, TestDayLimitReached
 from .usage_fields import PENDING_TTL_SECONDS, last_used_field, open_calls_key, open_calls_keys
 
 REFUSAL_CODES = {
     Outcome.RATE_LIMITED: RateLimited.default_code,
     Outcome.QUOTA_EXCEEDED: QuotaExceeded.default_code,
     Outcome.SPEND_CAP: SpendCapReached.default_code,
+    Outcome.TEST_DAY_LIMIT: TestDayLimitReached.default_code,
 }
 # A settle-later call's ticket outlives its release by this much: a late settle then hears
 # `call_expired`, not `unknown_call`.
@@ -79,9 +80,10 @@ def key_verify(*, product: str, raw_key: str, settle_later: bool) -> Verdict:
         return Verdict(valid=False, code=InvalidApiKey.default_code)
     config = key_config_get(raw_key)  # in-process copy: no SQL in steady state
     try:
-        access_check(config, product)
+        # The entitlement is judged by the meter script, after its config-version check.
+        access_check(config, None, raw_key=raw_key)
         result = meter_call(config=config, raw_key=raw_key, product=product,
-                            revalidate=lambda reloaded: access_check(reloaded, product))
+                            revalidate=lambda reloaded: access_check(reloaded, product, raw_key=raw_key))
     except MeteringUnavailable:
         raise ServiceUnavailable() from None
     except exceptions.APIException as refusal:  # refused before metering, or on a reloaded config
@@ -92,7 +94,8 @@ def key_verify(*, product: str, raw_key: str, settle_later: bool) -> Verdict:
     call = _call_reserve(result) if settle_later and result.store == "redis" else None
     if call is None:
         # Without Redis (metering in Postgres, or Redis lost just now) nothing can hold the call
-        # open: "later" becomes "now", and the answer carries no call to settle.
+        # open: "later" becomes "now", and the answer carries no call to settle. A test key's
+        # call is never billed: there is nothing to settle either.
         meter_settle(result=result, status_code=200)
     return Verdict(valid=True, code=None, customer=config.customer_id, plan=config.plan_name, call=call,
                    meter=result)

@@ -1,6 +1,7 @@
 """Reads of plans."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -134,3 +135,30 @@ def product_names() -> dict[str, str]:
 def products_active() -> QuerySet[Product]:
     """Products open for calls, in display order (pricing page, API docs)."""
     return Product.objects.filter(active=True).order_by("sort_order", "slug")
+
+
+# A staff-written line about something a plan's fields decide (calls, rate, overage, APIs,
+# alerts, webhooks, caps, trials) is left out: the fields say it, and say it right when they
+# change. Lines about what no field holds (support, an SLA) are kept.
+_DERIVED_TOPICS = re.compile(
+    r"calls? ?/|per (extra )?call|\bapis?\b|geocod|text analysis|image|webhook|alert|spend cap|hard cap|trial",
+    re.IGNORECASE,
+)
+
+
+def plan_features(plan: Plan) -> tuple[str, ...]:
+    """What a plan really allows, for its pricing card, from its own fields and the rules that
+    read them (README "Alerts, spend caps and webhooks"): every plan has usage alerts and
+    webhooks; a spend cap needs a plan that bills money, as the settings page's form does;
+    then the staff's lines about anything else (plan.features)."""
+    lines = []
+    if plan.has_trial:
+        lines.append(f"{plan.trial_days}-day free trial, no card needed")
+    if plan.hard_cap:
+        lines.append("Calls stop at the included ones: never a bill beyond the price")
+    lines.append("Usage alerts by email at the percentages you choose")
+    lines.append("Webhooks for usage, invoices and payments, signed")
+    if plan.is_paid:
+        lines.append("A monthly spend cap: alert only, or pause calls")
+    lines.extend(line for line in plan.features if isinstance(line, str) and not _DERIVED_TOPICS.search(line))
+    return tuple(lines)

@@ -82,7 +82,8 @@ def test_a_month_with_a_trial_a_card_and_an_upgrade_closes_to_the_exact_invoice(
         ("base", Decimal("0.00"), 15), ("base", Decimal("3.27"), 2), ("base", Decimal("26.53"), 4)]
     assert (invoice.total, invoice.calls, invoice.status, invoice.number) == (
         Decimal("29.80"), 25, "paid", "TB-2026-000001")
-    assert [m.subject for m in mail.outbox] == ["Tollbooth invoice TB-2026-000001 for 2026-11: $29.80"]
+    assert [m.subject for m in mail.outbox] == ["Tollbooth invoice TB-2026-000001 for 2026-11: $29.80",
+                                               "Receipt: Tollbooth invoice TB-2026-000001 paid, $29.80"]
     # The close queued exactly one charge for this invoice, and the worker ran it on the saved card.
     charges = OutboxTask.objects.filter(task="billing.tasks.invoice_charge")
     assert [row.kwargs for row in charges] == [{"invoice_id": invoice.pk}]

@@ -146,8 +146,8 @@ def test_cancelling_asks_first_then_cancels_once(customer):
     customer.refresh_from_db()
     assert customer.status == Customer.Status.ACTIVE
 
-    response = client.post("/portal/billing/cancel/")
-    again = client.post("/portal/billing/cancel/")
+    response = client.post("/portal/billing/cancel/", {"when": "now"})
+    again = client.post("/portal/billing/cancel/", {"when": "now"})
 
     assert (response.status_code, response["Location"]) == (302, "/portal/billing/")
     assert again.status_code == 200 and "Your subscription is cancelled" in again.content.decode()

@@ -7,7 +7,7 @@ from xml.etree import ElementTree
 
 from django.template import Context, Template
 
-from dashboard.charts import Chart, Series, chart_svg, nice_max
+from dashboard.charts import Chart, Series, axis_ticks, chart_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -54,7 +54,7 @@ def test_an_empty_chart_still_renders_and_says_so():
 
 
 def test_the_axis_top_is_a_round_number_above_the_largest_value():
-    assert [nice_max(v) for v in (0, 7, 10, 11, 240, 260, 999_999)] == [1, 10, 10, 20, 250, 500, 1_000_000]
+    assert [axis_ticks(v, whole=False)[-1] for v in (0, 7, 10, 11, 240, 260, 999_999)] == [1, 8, 10, 15, 300, 300, 1_000_000]
 
 
 def test_the_template_tag_adds_the_figures_as_a_table():

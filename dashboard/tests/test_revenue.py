@@ -190,10 +190,12 @@ def test_overage_so_far_and_projected_at_run_rate(overview, book):
 
 def test_top_customers_by_calls_and_revenue_with_growth(overview, book):
     by_calls = [(r.company, r.calls, r.calls_growth) for r in overview.top_by_calls]
-    assert by_calls == [("F", 1_000_000, None), ("A", 60_000, Decimal("100.0")), ("G", 5_000, Decimal("71328.6"))]
+    # Against 1-15 October: A's 30,000 of 20 Oct are after the 15th, so A is new; G's 7 of 1 Oct count.
+    assert by_calls == [("F", 1_000_000, None), ("A", 60_000, None), ("G", 5_000, Decimal("71328.6"))]
     by_revenue = [(r.company, r.revenue, r.revenue_growth) for r in overview.top_by_revenue]
+    # Growth is the month projected against the last invoice: A's $49 + $74.12 projected overage against $49.
     assert by_revenue[:3] == [("F", Decimal("999"), Decimal("0.0")), ("H", Decimal("199"), None),
-                              ("A", Decimal("59.00"), Decimal("20.4"))]
+                              ("A", Decimal("59.00"), Decimal("151.3"))]
     assert {name for name, *_ in by_revenue} == {"F", "H", "A", "B", "C"}
 
 

@@ -8,18 +8,26 @@
 -- KEYS: 1 window zset, 2 month counter, 3 open calls zset, 4 config version
 -- ARGV: 1 config version, 2 limit/min, 3 window ms, 4 included calls, 5 hard cap (1/0),
 --       6 call ceiling (-1 = none), 7 open ttl s, 8 unique member,
---       9 open member (the usage field and the member)
+--       9 open member (the usage field and the member), 10 the config allows the product (1/0)
 -- Returns {status, limit, remaining, reset_ms, month_calls}; status 0 ok, 1 rate limited,
--- 2 quota exhausted, 3 spend cap reached, -1 config stale (+ newest version),
+-- 2 quota exhausted, 3 spend cap reached, 4 not entitled, -1 config stale (+ newest version),
 -- -2 month counter needs a seed (month_seed.lua).
 local ver = redis.call('GET', KEYS[4])
 if ver and tonumber(ver) > tonumber(ARGV[1]) then
   return {-1, ver}
 end
+local current = ver and tonumber(ver) == tonumber(ARGV[1])
+-- The entitlement is judged after the version check, so a product just granted is callable on
+-- the next call. A refusal takes no place in the window or the month.
+-- With no version in Redis yet the config is the newest known (a grant raises the version), so
+-- a refusal needs no reload or seed either.
+if ARGV[10] == '0' and (current or not ver) then
+  return {4}
+end
 local month = redis.call('GET', KEYS[2])
 -- A config newer than Redis's version: Redis missed a change or an outage (calls counted in
 -- Postgres meanwhile raised the version), so its month counter is not to be trusted.
-if not ver or tonumber(ver) < tonumber(ARGV[1]) then
+if not current then
   month = false
 end
 if not month then

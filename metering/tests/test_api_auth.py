@@ -67,7 +67,7 @@ def test_it_rejects_a_revoked_key(api_key, django_capture_on_commit_callbacks):
     assert call(api_key.raw).status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
         api_key_revoke(key=api_key.key)
-    assert_error(call(api_key.raw), 401, "Invalid API key", "invalid_api_key")
+    assert_error(call(api_key.raw), 401, "This API key was revoked", "key_revoked")
 
 
 def test_a_rotated_key_works_during_its_grace_period_only(api_key, time_machine):

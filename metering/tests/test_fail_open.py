@@ -110,7 +110,7 @@ def test_a_key_revoked_while_redis_was_down_is_refused_on_the_first_call_after(o
     api_key_revoke(key=api_key.key)  # the new version cannot reach Redis
     own_redis.start()
     response = get(api_key.raw)
-    assert response.status_code == 401 and response.json()["code"] == "invalid_api_key"
+    assert response.status_code == 401 and response.json()["code"] == "key_revoked"
 
 
 @pytest.mark.django_db(transaction=True)  # the version is published after commit

@@ -272,7 +272,7 @@ def test_an_unknown_or_revoked_key_is_invalid(token, customer, api_key, django_c
     with django_capture_on_commit_callbacks(execute=True):
         api_key_revoke(key=api_key.key)
     key_config_forget_local()  # as after KEY_CACHE_SECONDS
-    assert refused(token, api_key.raw)["code"] == "invalid_api_key"
+    assert refused(token, api_key.raw)["code"] == "key_revoked"
     assert refused(token, api_key.raw)["customer"] is None
     assert billed(customer) == 0
 

@@ -19,15 +19,37 @@ def _decimal(value) -> Decimal | None:
         return None
 
 
-@register.filter
-def money(value) -> str:
-    """`49` for whole amounts, `49.50` otherwise, with thousands separators: `1,250`."""
-    amount = _decimal(value)
-    if amount is None:
-        return ""
+MINUS = "\u2212"  # the minus sign, not a hyphen: "−$199" reads as a negative amount, "$-199" does not
+
+
+def _figure(amount: Decimal) -> str:
+    """The digits of an amount, unsigned: `49` when whole, `49.50` otherwise, `1,250`."""
+    amount = abs(amount)
     if amount == amount.to_integral_value():
         return f"{amount:,.0f}"
     return f"{amount.quantize(CENT, rounding=ROUND_HALF_UP):,}"
+
+
+def _signed(amount: Decimal, digits: str) -> str:
+    return f"{MINUS}{digits}" if amount < 0 and digits.strip("0.,$") else digits
+
+
+@register.filter
+def money(value) -> str:
+    """`49` for whole amounts, `49.50` otherwise, with thousands separators: `1,250`, `−12.50`."""
+    amount = _decimal(value)
+    if amount is None:
+        return ""
+    return _signed(amount, _figure(amount))
+
+
+@register.filter
+def usd(value) -> str:
+    """`money` with its dollar sign, the sign first: `$49`, `$1,250.50`, `−$199`."""
+    amount = _decimal(value)
+    if amount is None:
+        return ""
+    return _signed(amount, f"${_figure(amount)}")
 
 
 @register.filter
@@ -46,7 +68,7 @@ def dollars(value) -> str:
     if amount is None:
         return ""
     cents = amount.quantize(CENT, rounding=ROUND_HALF_UP)
-    return f"{'−' if cents < 0 else ''}${abs(cents):,}"
+    return f"{MINUS if cents < 0 else ''}${abs(cents):,}"
 
 
 def _count(quantity: Decimal) -> str:

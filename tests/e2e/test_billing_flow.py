@@ -89,7 +89,7 @@ def test_signup_save_a_card_upgrade_and_open_the_paid_invoice(live_server, strip
     page.screenshot(path=str(ARTIFACTS / "billing.png"), full_page=True)
     row = page.locator("tr.invoice-row").first
     expect(row).to_contain_text("Paid")
-    row.get_by_role("link").click()
+    row.get_by_role("link", name=re.compile(r"^TB-")).click()  # the number; the row's other link is its PDF
     page.wait_for_url(re.compile(r"/portal/billing/invoices/\d+/$"))
     expect(page.locator("#invoice-status")).to_have_text("Paid")
     expect(page.locator("tr.invoice-line", has_text="Starter")).to_have_count(1)
