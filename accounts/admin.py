@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ApiKey, Customer, TrialClaim
+from .models import ApiKey, Customer, Membership, TrialClaim
 from .services import api_key_revoke
 
 
@@ -17,6 +17,18 @@ class ApiKeyInline(admin.TabularInline):
         return False
 
 
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    can_delete = False
+    # Read only: the team changes through its owners' team page, which keeps the last-owner rule.
+    fields = ("user", "role", "created_at", "invited_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     list_display = ("company", "email", "plan", "status", "trial_ends_at", "created_at")
@@ -26,7 +38,7 @@ class CustomerAdmin(admin.ModelAdmin):
     raw_id_fields = ("owner",)
     # config_version is the API's cache stamp, not something staff read: it stays off the page.
     readonly_fields = ()
-    inlines = [ApiKeyInline]
+    inlines = [MembershipInline, ApiKeyInline]
     # Writing Customer.plan would skip the plan history, the terms and the email of a plan change:
     # billing's admin (which sits above) turns the field back on and saves it through plan_change.
     plan_editable = False

@@ -12,7 +12,10 @@ from django.urls import reverse
 from plans.models import Terms
 from plans.selectors import product_names
 
-from .models import ApiKey, Customer
+from .email_change import LINK_HOURS, email_change_token
+from .models import ApiKey, Customer, Invitation
+from .selectors import customer_for_user
+from .team import INVITE_DAYS, invitation_token
 from .text import single_line
 
 
@@ -71,14 +74,13 @@ def terms_notice_email_send(*, customer_id: int, old_terms_id: int, new_terms_id
 
 
 def _account_user(user_id: int):
-    user = get_user_model().objects.select_related("customer").get(pk=user_id)
-    return user, getattr(user, "customer", None)
+    """The user and the account they are on (as a member, not only as its contact), or None."""
+    user = get_user_model().objects.get(pk=user_id)
+    return user, customer_for_user(user)
 
 
 def email_change_confirm_email_send(*, user_id: int, email: str) -> None:
     """To the new address: the link that makes the change (the address must prove it is reachable)."""
-    from .email_change import LINK_HOURS, email_change_token
-
     user, customer = _account_user(user_id)
     token = email_change_token(user=user, email=email)
     _send(to=email, template="email_change_confirm", context={
@@ -89,8 +91,6 @@ def email_change_confirm_email_send(*, user_id: int, email: str) -> None:
 
 def email_change_requested_email_send(*, user_id: int, email: str) -> None:
     """To the current address: a change was asked for, and nothing happens unless the new one confirms."""
-    from .email_change import LINK_HOURS
-
     user, customer = _account_user(user_id)
     _send(to=user.email, template="email_change_requested",
           context={"customer": customer, "new_email": email, "hours": LINK_HOURS})
@@ -106,3 +106,17 @@ def password_changed_email_send(*, user_id: int, changed_at: str) -> None:
     user, customer = _account_user(user_id)
     _send(to=user.email, template="password_changed",
           context={"customer": customer, "changed_at": datetime.fromisoformat(changed_at)})
+
+
+def team_invite_email_send(*, invitation_id: int) -> None:
+    """To the invited address: who invites them, to which account, in which role, and the link."""
+    invitation = Invitation.objects.select_related("customer", "invited_by").get(pk=invitation_id)
+    if invitation.revoked_at is not None or invitation.accepted_at is not None:
+        return  # withdrawn (or used) before the send: a dead link helps nobody
+    token = invitation_token(invitation=invitation)
+    _send(to=invitation.email, template="team_invite", context={
+        "invitation": invitation, "customer": invitation.customer, "days": INVITE_DAYS,
+        "inviter": invitation.invited_by.email if invitation.invited_by else "An owner",
+        "role": invitation.get_role_display(),
+        "link": settings.SITE_URL.rstrip("/") + reverse("team-invite-accept", args=[token]),
+    })

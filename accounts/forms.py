@@ -184,3 +184,20 @@ class EmailChangeForm(PasswordConfirmedForm):
 
 class AccountDeleteForm(PasswordConfirmedForm):
     pass
+
+
+class TeamInviteForm(forms.Form):
+    email = forms.EmailField(max_length=150, widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+                             error_messages={"required": "Enter the email to invite.",
+                                             "invalid": "Enter a valid email address."})
+    role = forms.ChoiceField(choices=(("developer", "Developer"), ("billing", "Billing"), ("owner", "Owner")),
+                             initial="developer", error_messages={"invalid_choice": "Choose owner, developer or billing."})
+
+
+class InviteSignupForm(RateLimitedFormMixin, forms.Form):
+    """The invited person's password; the email is the invitation's and cannot be changed."""
+
+    password = forms.CharField(
+        strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )

@@ -6,12 +6,14 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from plans.models import Plan, Terms
 from plans.services import terms_current
 
 from .keyformat import key_mask
+from .roles import Role, capabilities_of
 
 
 class Customer(models.Model):
@@ -57,7 +59,13 @@ class Customer(models.Model):
             self.signup_terms_id = self.terms_id
             if kwargs.get("update_fields") is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "signup_terms"}
+        adding = self._state.adding
         super().save(*args, **kwargs)
+        if adding:
+            # The primary contact is always an owner member (README "Teams"): every path that
+            # creates a customer (signup, admin, fixtures) gets the membership with it.
+            Membership.objects.get_or_create(user_id=self.owner_id,
+                                             defaults={"customer": self, "role": Membership.Role.OWNER})
 
     def _terms_plan_id(self) -> int | None:
         cached = self._state.fields_cache.get("terms")
@@ -181,3 +189,62 @@ class TrialClaim(models.Model):
     @staticmethod
     def email_value(email: str) -> str:
         return hashlib.sha256(email_canonical(email).encode()).hexdigest()
+
+
+class Membership(models.Model):
+    """A person's seat on a customer account, and the role that decides what the portal lets them do.
+
+    One account per person (the user is unique here): the portal reads `user.membership` on every
+    request, so a removal holds from the removed person's next page. The customer's `owner` stays
+    the account's primary contact (emails, invoices) and is always one of its owner members.
+    """
+
+    Role = Role
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="memberships")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} as {self.role} of {self.customer_id}"
+
+    @property
+    def can(self) -> dict[str, bool]:
+        """What this member may do, by capability (accounts.roles): `membership.can.billing` in templates."""
+        return capabilities_of(self.role)
+
+
+class Invitation(models.Model):
+    """An owner's invitation to join the account; the emailed link carries its id, signed (accounts.team)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(max_length=150)
+    role = models.CharField(max_length=10, choices=Membership.Role.choices)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One open invitation per address and account: two owners inviting at once make one.
+            models.UniqueConstraint(
+                Lower("email"), "customer",
+                condition=Q(accepted_at__isnull=True, revoked_at__isnull=True), name="one_open_invitation_per_email",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} as {self.role} of {self.customer_id}"
+
+    def is_open(self, now: datetime | None = None) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > (now or timezone.now())

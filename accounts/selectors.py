@@ -1,23 +1,48 @@
-"""Reads of customers and their API keys."""
+"""Reads of customers, their teams and their API keys."""
 from __future__ import annotations
 
 import math
 from datetime import datetime, timezone as dt_timezone
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import F, QuerySet
+from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 
-from .models import ApiKey, Customer
+from .models import ApiKey, Customer, Invitation, Membership
 
 BIGINT_MAX = 2**63 - 1
 
 
-def customer_for_user(user: AbstractBaseUser | AnonymousUser) -> Customer | None:
-    """The customer this user owns, or None (anonymous, or staff without a customer)."""
+def membership_for_user(user: AbstractBaseUser | AnonymousUser) -> Membership | None:
+    """The user's seat on a customer account, read fresh (a removal holds on the next request);
+    None when anonymous or on no team (staff, or a removed member)."""
     if not user.is_authenticated:
         return None
-    return Customer.objects.select_related("plan").filter(owner=user).first()
+    membership = Membership.objects.select_related("customer__plan").filter(user=user).first()
+    if membership is not None:
+        return membership
+    # A customer's primary contact is always an owner (README "Teams"). Rows inserted without
+    # Customer.save (bulk loads) have no membership row: the contact is still its owner.
+    customer = Customer.objects.select_related("plan").filter(owner=user).first()
+    return Membership(customer=customer, user=user, role=Membership.Role.OWNER) if customer else None
+
+
+def customer_for_user(user: AbstractBaseUser | AnonymousUser) -> Customer | None:
+    """The customer this user is a member of, or None (anonymous, or staff without a customer)."""
+    membership = membership_for_user(user)
+    return membership.customer if membership else None
+
+
+def members_of(*, customer: Customer) -> QuerySet[Membership]:
+    """The team, owners first, then by when they joined."""
+    order = Case(*(When(role=role, then=Value(n)) for n, role in enumerate(Membership.Role.values)))
+    return (Membership.objects.filter(customer=customer).select_related("user")
+            .order_by(order, "created_at", "pk"))
+
+
+def invitations_open(*, customer: Customer, now: datetime | None = None) -> QuerySet[Invitation]:
+    return Invitation.objects.filter(customer=customer, accepted_at__isnull=True, revoked_at__isnull=True,
+                                     expires_at__gt=now or timezone.now()).order_by("created_at", "pk")
 
 
 def api_keys_for_customer(*, customer: Customer) -> QuerySet[ApiKey]:

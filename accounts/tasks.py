@@ -63,6 +63,13 @@ def password_changed_email_send(*, user_id: int, changed_at: str) -> None:
                     work=lambda: send(user_id=user_id, changed_at=changed_at))
 
 
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def team_invite_email_send(*, invitation_id: int) -> None:
+    from .emails import team_invite_email_send as send
+
+    outbox.run_once(key=f"team-invite-email:{invitation_id}", work=lambda: send(invitation_id=invitation_id))
+
+
 @shared_task
 def api_keys_expire() -> int:
     """Stamp revoked_at on keys whose rotation grace period ended, so lists read simply."""

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from metering.api_docs import ACCESS_ERROR_EXAMPLES, error_example, errors_documented, ok_example
+from metering.authentication import mode_header_set
 from metering.throttling import RateLimited, UsageReadThrottle
 
 from .selectors import usage_live
@@ -37,6 +38,11 @@ class UsageApi(APIView):
 
     def throttled(self, request, wait):
         raise RateLimited(wait=wait)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        mode_header_set(request, response)  # `Tollbooth-Mode` as on every answer to a known key
+        return response
 
     @extend_schema_serializer(component_name="UsageOutput")
     class OutputSerializer(serializers.Serializer):

@@ -18,7 +18,7 @@ from .models import BillingDetails, Invoice
 
 @require_GET
 @never_cache
-@customer_required
+@customer_required("billing")
 def invoice_pdf_download(request: HttpRequest, customer: Customer, invoice_id: int) -> HttpResponse:
     # As on the invoice page: another customer's invoice, or a draft, is no invoice at all.
     invoice = (
@@ -33,7 +33,7 @@ def invoice_pdf_download(request: HttpRequest, customer: Customer, invoice_id: i
 
 
 @require_http_methods(["GET", "POST"])
-@customer_required
+@customer_required("billing")
 def billing_details(request: HttpRequest, customer: Customer) -> HttpResponse:
     details = BillingDetails.objects.filter(customer=customer).first() or BillingDetails(customer=customer)
     form = BillingDetailsForm(request.POST or None, instance=details)

@@ -26,14 +26,13 @@ from .scheduled_ends import (
     cancel_end_preview, cancel_undo, card_removal_preview, customer_cancel_at_period_end, scheduled_end,
 )
 from .subscriptions import customer_cancel, plan_change as plan_change_service, plan_change_check
+from .tasks import stripe_customer_ensure_task
 
 
 @require_GET
-@customer_required
+@customer_required("billing")
 def billing(request: HttpRequest, customer: Customer) -> HttpResponse:
     if gateway.is_configured() and not customer.stripe_customer_id:
-        from .tasks import stripe_customer_ensure_task
-
         # Ready before the customer opens the card form (which would otherwise create it then).
         outbox.enqueue(stripe_customer_ensure_task, customer_id=customer.pk)
     context = {
@@ -48,7 +47,7 @@ def billing(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_GET
-@customer_required
+@customer_required("billing")
 def card(request: HttpRequest, customer: Customer) -> HttpResponse:
     """The card Element page: a fresh SetupIntent each visit (unused ones simply expire)."""
     if not gateway.is_configured():
@@ -71,7 +70,7 @@ def card(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_GET
-@customer_required
+@customer_required("billing")
 def card_done(request: HttpRequest, customer: Customer) -> HttpResponse:
     """Where the browser lands after confirmCardSetup; Stripe, not the URL, says what happened."""
     setup_intent_id = request.GET.get("setup_intent", "")
@@ -91,7 +90,7 @@ def card_done(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@customer_required
+@customer_required("billing")
 def plan_change(request: HttpRequest, customer: Customer) -> HttpResponse:
     """Two steps: pick a plan, then confirm with its prorated effect on this month shown."""
     # The pricing page's "Switch to <plan>" links here with ?plan=<slug>: that plan comes preselected.
@@ -125,7 +124,7 @@ CANCEL_CHOICES = ("period_end", "now", "keep")
 
 
 @require_http_methods(["GET", "POST"])
-@customer_required
+@customer_required("billing")
 def cancel(request: HttpRequest, customer: Customer) -> HttpResponse:
     """At the period's end unless "now" is chosen; "keep" undoes an end scheduled before."""
     context = {"customer": customer, "scheduled": scheduled_end(customer=customer),
@@ -155,7 +154,7 @@ def cancel(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@customer_required
+@customer_required("billing")
 def card_remove_page(request: HttpRequest, customer: Customer) -> HttpResponse:
     """Says what removing the card does to the plan, then (POST) detaches it at Stripe."""
     card = PaymentMethod.objects.filter(customer=customer).first()
@@ -182,7 +181,7 @@ def card_remove_page(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_GET
-@customer_required
+@customer_required("billing")
 def invoice_detail(request: HttpRequest, customer: Customer, invoice_id: int) -> HttpResponse:
     # Another customer's invoice, or a draft, looks exactly like no invoice at all.
     invoice = (

@@ -32,13 +32,13 @@ def _account_page(request: HttpRequest, customer: Customer, *, email_form=None, 
 
 
 @require_http_methods(["GET"])
-@customer_required
+@customer_required("account")
 def account(request: HttpRequest, customer: Customer) -> HttpResponse:
     return _account_page(request, customer)
 
 
 @require_http_methods(["POST"])
-@customer_required
+@customer_required("account")
 def account_email(request: HttpRequest, customer: Customer) -> HttpResponse:
     form = EmailChangeForm(request.POST, user=request.user, prefix="email")
     if form.is_valid():
@@ -56,7 +56,7 @@ def account_email(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_http_methods(["POST"])
-@customer_required
+@customer_required("account")
 def account_password(request: HttpRequest, customer: Customer) -> HttpResponse:
     form = GuardedPasswordChangeForm(request.user, request.POST, prefix="password")
     if form.is_valid():
@@ -70,7 +70,7 @@ def account_password(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@customer_required
+@customer_required("account_close")
 def account_delete(request: HttpRequest, customer: Customer) -> HttpResponse:
     form = AccountDeleteForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():

@@ -1,5 +1,9 @@
 """Everything staff need on one customer's page (README "Staff console"), read through the same
-selectors the portal and the invoices use: the figures here are the customer's own figures."""
+selectors the portal and the invoices use: the figures here are the customer's own figures.
+
+Alerts and webhook deliveries are not read here: they belong to `notifications`, a sibling app
+this one never imports, and the page's template composes them from notifications' own template
+tags (`notifications.templatetags.customer_record`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +15,6 @@ from accounts.models import ApiKey, Customer
 from accounts.selectors import api_keys_for_customer
 from billing.models import CreditEntry, Invoice, PaymentAttempt, PlanChange
 from billing.selectors import credit_balance
-from notifications.models import UsageAlert, WebhookDelivery, WebhookEvent
 from plans.selectors import product_names
 
 from .charts import Chart, Series
@@ -32,8 +35,6 @@ class CustomerFile:
     credits: list[CreditEntry]
     credit_balance: Decimal
     keys: list[ApiKey]
-    alerts: list[UsageAlert]
-    webhook_events: list[WebhookEvent]
     issues: list[ReconciliationIssue]
     actions: list[StaffAction]
     timeline: list[Event]
@@ -52,7 +53,6 @@ def product_chart(usage: PortalUsage, title: str = "Calls per day by product, la
 def customer_file(*, customer: Customer) -> CustomerFile:
     usage = portal_usage(customer=customer)
     attempts = Prefetch("attempts", queryset=PaymentAttempt.objects.order_by("number"))
-    deliveries = Prefetch("deliveries", queryset=WebhookDelivery.objects.order_by("-started_at", "-pk"))
     return CustomerFile(
         customer=customer, usage=usage, usage_chart=product_chart(usage),
         plan_changes=list(PlanChange.objects.filter(customer=customer).select_related("from_plan", "to_plan")
@@ -61,8 +61,6 @@ def customer_file(*, customer: Customer) -> CustomerFile:
         credits=list(CreditEntry.objects.filter(customer=customer).select_related("invoice")[:LISTED]),
         credit_balance=credit_balance(customer_id=customer.pk),
         keys=list(api_keys_for_customer(customer=customer)),
-        alerts=list(UsageAlert.objects.filter(customer=customer)[:LISTED]),
-        webhook_events=list(WebhookEvent.objects.filter(customer=customer).prefetch_related(deliveries)[:LISTED]),
         issues=list(ReconciliationIssue.objects.filter(customer=customer).select_related("invoice")
                     .order_by(F("resolved_at").asc(nulls_first=True), "-period", "source")),
         actions=list(StaffAction.objects.filter(customer=customer)[:LISTED]),

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from accounts.services import user_deactivate
+from accounts.team import team_disband
 from billing.models import Invoice, InvoiceLine, PaymentAttempt, PlanChange
 from billing.payment_events import payment_mismatches
 from billing.subscriptions import customer_cancel
@@ -311,6 +312,7 @@ def account_close(*, customer: Customer) -> ClosedAccount:
     turn the login off. Billing comes first: if it refuses, the customer can still sign in."""
     invoice = customer_cancel(customer=customer)
     user_deactivate(user=customer.owner)
+    team_disband(customer=customer)
     customer.refresh_from_db()
     return ClosedAccount(customer=customer, final_invoice=invoice)
 

@@ -1,13 +1,18 @@
-"""A customer's story for staff, newest first: signup, plan moves, invoices and payments, credits,
-alerts and what staff did, each read from the record that holds it (nothing is stored twice)."""
+"""A customer's story for staff, newest first: signup, plan moves, invoices and payments, credits
+and what staff did, each read from the record that holds it (nothing is stored twice).
+
+The alerts that fired belong to `notifications`, a sibling app this one never imports: the staff
+page merges them in (`timeline_merge`, through the `staff_timeline` template filter) from
+notifications' own template tag."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from accounts.models import Customer
 from billing.models import CreditEntry, Invoice, PaymentAttempt, PlanChange
-from notifications.models import UsageAlert
 
 from .models import StaffAction
 
@@ -17,7 +22,7 @@ TIMELINE_LENGTH = 100
 @dataclass(frozen=True)
 class Event:
     at: datetime
-    kind: str  # a CSS-friendly word: signup, plan, invoice, payment, credit, alert, staff
+    kind: str  # a CSS-friendly word: signup, plan, invoice, payment, credit, staff (alert: notifications)
     text: str
     by: str = ""
     note: str = ""
@@ -54,8 +59,18 @@ def customer_timeline(*, customer: Customer, limit: int = TIMELINE_LENGTH) -> li
     events += _plan_events(customer) + _invoice_events(customer) + _payment_events(customer)
     events += [Event(e.created_at, "credit", f"Credit ${e.amount:,.2f}: {e.reason}", by=e.created_by)
                for e in CreditEntry.objects.filter(customer=customer)]
-    events += [Event(a.created_at, "alert", f"{a.get_kind_display()} alert, {a.period}") for a in
-               UsageAlert.objects.filter(customer=customer)]
     events += [Event(a.created_at, "staff", f"{a.get_kind_display()}: {a.summary}", by=a.staff_name, note=a.note)
                for a in StaffAction.objects.filter(customer=customer)]
-    return sorted(events, key=lambda e: e.at, reverse=True)[:limit]
+    return timeline_merge(events, limit=limit)
+
+
+class Dated(Protocol):
+    """An entry of any app: the page reads at, kind, text, by and note."""
+
+    at: datetime
+
+
+def timeline_merge(*parts: Iterable[Dated], limit: int = TIMELINE_LENGTH) -> list[Dated]:
+    """Several apps' entries as one timeline, newest first, the newest `limit` of them all (a part
+    already cut to its own newest `limit` loses nothing the merge keeps)."""
+    return sorted((e for part in parts for e in part), key=lambda e: e.at, reverse=True)[:limit]

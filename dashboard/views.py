@@ -29,7 +29,7 @@ def _own_key(customer: Customer, key_id: int) -> ApiKey:
     return key
 
 
-@customer_required
+@customer_required("overview")
 def portal(request: HttpRequest, customer: Customer) -> HttpResponse:
     usage = portal_usage(customer=customer)
     context = {
@@ -69,7 +69,7 @@ def _product_names(by_product: dict) -> list[tuple[str, str]]:
 
 
 @require_http_methods(["GET", "POST"])
-@customer_required
+@customer_required("keys")
 def keys(request: HttpRequest, customer: Customer) -> HttpResponse:
     form = ApiKeyCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -105,7 +105,7 @@ def _keys_page(request: HttpRequest, customer: Customer, form: ApiKeyCreateForm)
 
 
 @require_http_methods(["GET", "POST"])
-@customer_required
+@customer_required("keys")
 def key_revoke(request: HttpRequest, customer: Customer, key_id: int) -> HttpResponse:
     key = _own_key(customer, key_id)
     if request.method == "GET":
@@ -119,7 +119,7 @@ def key_revoke(request: HttpRequest, customer: Customer, key_id: int) -> HttpRes
 
 
 @require_http_methods(["GET", "POST"])
-@customer_required
+@customer_required("keys")
 def key_rotate(request: HttpRequest, customer: Customer, key_id: int) -> HttpResponse:
     key = _own_key(customer, key_id)
     form = ApiKeyRotateForm(request.POST if request.method == "POST" else None)

@@ -18,6 +18,7 @@ from rest_framework import serializers
 from .errors import error_body
 from .products.image import MAX_FRAMES
 from .serializers import GeocodeInput, ImageAnalyzeInput, ReverseGeocodeInput, TextAnalyzeInput
+from .usage_export import COLUMNS, MAX_DAYS
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -287,5 +288,78 @@ image_analyze = extend_schema(
         error_example("Too large", 413, "Image larger than 10 MB", "image_too_large",
                       fields={"image": ["Image larger than 10 MB"]}),
         *METERED_ERROR_EXAMPLES,
+    ],
+)
+
+
+# --- usage export ---
+
+
+def _export_parameter(name: str, description: str) -> OpenApiParameter:
+    # Its example comes from the operation's code sample (metering/schema.py SAMPLES).
+    return OpenApiParameter(name, OpenApiTypes.DATE, OpenApiParameter.QUERY, required=False, description=description)
+
+
+USAGE_EXPORT_CSV = (
+    ",".join(COLUMNS) + "\r\n"
+    "2026-11-01,geocode,12,Production,sk_live_…9f3a61c2,active,1840\r\n"
+    "2026-11-01,geocode,,Deleted key,,deleted,12\r\n"
+    "2026-11-01,text,12,Production,sk_live_…9f3a61c2,active,310\r\n"
+    "2026-11-02,geocode,7,Old server,sk_live_…0b44e8d1,revoked,95\r\n"
+)
+
+usage_export = extend_schema(
+    operation_id="usage_export", summary="Export your calls by day, product and key (CSV)", tags=["Account"],
+    description=(
+        "Your calls (those answered 2xx, the calls that are billed) for a range of days (UTC), one CSV row per "
+        "day, product and key, sorted by day, "
+        "product and key name: the same counts as the portal's usage page, whose Export button downloads the "
+        "same file. Counts only; `GET /v1/usage` has the money. Calls made in the last minute are included. "
+        "Columns: `day` (YYYY-MM-DD), `product` (e.g. `geocode`), `key_id`, `key_name`, `key` (the key's first "
+        "and last characters, `sk_live_…last8`, never the whole key), `key_status` (`active`, `expiring` "
+        "after a rotation, `expired`, `revoked`, or `deleted` with an empty `key_id` for keys that no longer "
+        "exist) and `calls`. Days and products without calls have no row. A key name starting with `=`, `+`, "
+        "`-` or `@` is written with a leading `'` so that spreadsheets do not run it as a formula.\n\n"
+        "`mode=test` exports your test-mode calls instead: one row per day and product for all of your "
+        "`sk_test_` keys together (`key_name` `All test keys`, `key_status` `test`), kept for this month "
+        "and last month only. Free, and outside your plan's rate limit; it shares the "
+        f"{settings.USAGE_API_PER_MINUTE} calls a minute of `GET /v1/usage` (then 429 `rate_limited`). Errors "
+        "are JSON, as everywhere."
+    ),
+    parameters=[
+        _export_parameter("from", "First day, included, `YYYY-MM-DD` (UTC). Default: the first day of the month "
+                                  "of `to`."),
+        _export_parameter("to", "Last day, included, `YYYY-MM-DD` (UTC), on or after `from`, the range at most "
+                                f"{MAX_DAYS} days long. Default: today."),
+        OpenApiParameter("mode", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False, enum=["live", "test"],
+                         description="`live` (the default): billed calls, per key. `test`: test-mode calls, "
+                                     "per day and product."),
+        OpenApiParameter("Content-Disposition", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200],
+                         description="`attachment; filename=\"usage-2026-11-01-to-2026-11-30.csv\"`."),
+    ],
+    responses={
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=(
+            f"The CSV, UTF-8, with a header row: `{','.join(COLUMNS)}`."
+        )),
+        **{(status_code, "application/json"): response for status_code, response in errors_described({
+            400: "Bad `from`, `to` or `mode`; `fields` names each problem.",
+            401: "`API key required`, `Invalid API key` (unknown or expired) or `This API key was revoked`.",
+            402: "`Payment required`: past due beyond the grace period.",
+            403: "`Account cancelled`.",
+            429: f"`Rate limit exceeded`: more than {settings.USAGE_API_PER_MINUTE} calls a minute to this export "
+                 "and `GET /v1/usage` together; or `Too many invalid API keys from this address`. With Retry-After.",
+            503: "Briefly unavailable (with `mode=test`: the test-mode counts cannot be read); retry after "
+                 "Retry-After seconds.",
+        }).items()},
+    },
+    examples=[
+        OpenApiExample("Two days of November", value=USAGE_EXPORT_CSV, response_only=True, media_type="text/csv",
+                       status_codes=["200"]),
+        _bad_input_example("Range too long", {"to": ["At most 366 days at once: end on 2027-01-01 or earlier."]}),
+        _bad_input_example("Not a date", {"from": ["Enter a date as YYYY-MM-DD, e.g. 2026-11-30."]}),
+        *ACCESS_ERROR_EXAMPLES,
+        error_example("Rate limit", 429, "Rate limit exceeded", "rate_limited"),
+        error_example("Test counts unavailable", 503, "Metering is unavailable; try again shortly",
+                      "metering_unavailable"),
     ],
 )

@@ -5,6 +5,9 @@ and metering/verify_docs.py."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,7 +15,7 @@ from rest_framework.views import APIView
 from plans.models import BuiltinProduct
 
 from . import api_docs, verify_docs
-from .authentication import mode_header_set
+from .authentication import MODE_HEADER, mode_header_set
 from .meter import meter_settle
 from .parsers import BoundedJSONParser
 from .products.errors import ProductInputError
@@ -24,7 +27,8 @@ from .serializers import (
     valid,
 )
 from .service_tokens import ServiceTokenAuthentication, ServiceTokenRequired
-from .throttling import PlanThrottle, throttled_error
+from .throttling import PlanThrottle, RateLimited, ServiceUnavailable, UsageReadThrottle, throttled_error
+from .usage_export import TestUsageUnavailable, UsageRangeInvalid, usage_csv_response, usage_range_parse
 from .verify import call_settle, key_verify
 
 
@@ -125,7 +129,10 @@ class VerifyApi(VerifyApiBase):
     def post(self, request):
         data = valid(VerifyInput, json_object(request))
         verdict = key_verify(product=request.auth, raw_key=data["key"], settle_later=data["settle"] == "later")
-        return Response(verdict.as_json())
+        response = Response(verdict.as_json())
+        if verdict.mode is not None:  # the verified key's mode, as the API would answer it
+            response[MODE_HEADER] = verdict.mode
+        return response
 
 
 class CallSettleApi(VerifyApiBase):
@@ -134,3 +141,43 @@ class CallSettleApi(VerifyApiBase):
         data = valid(CallSettleInput, json_object(request))
         billed = call_settle(product=request.auth, call=call, status_code=data["status"])
         return Response({"call": call, "billed": billed})
+
+
+class _ErrorsAsJson(BaseContentNegotiation):
+    # The export answers CSV whatever Accept says, and its errors JSON, as every /v1 error
+    # (README "The metered API"); DRF's own negotiation would answer `Accept: text/csv` with a 406.
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class UsageExportApi(APIView):
+    # Calls by day, product and key as CSV (README "Usage export"). Like /v1/usage: not billed,
+    # outside the plan's rate limit, sharing /v1/usage's own budget of USAGE_API_PER_MINUTE.
+    # A comment, not a docstring: drf-spectacular would publish a docstring.
+
+    throttle_classes = [UsageReadThrottle]
+    content_negotiation_class = _ErrorsAsJson
+
+    def throttled(self, request, wait):
+        raise RateLimited(wait=wait)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        mode_header_set(request, response)
+        return response
+
+    @api_docs.usage_export
+    def get(self, request):
+        now = timezone.now()
+        try:
+            usage_range = usage_range_parse(request.query_params, today=now.date())
+        except UsageRangeInvalid as problems:
+            raise serializers.ValidationError(problems.fields) from None
+        try:
+            return usage_csv_response(customer_id=request.auth.customer_id, usage_range=usage_range, now=now)
+        except TestUsageUnavailable:
+            raise ServiceUnavailable() from None

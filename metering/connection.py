@@ -5,6 +5,7 @@ re-exported here under the names the metering code uses.
 """
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 
@@ -26,11 +27,23 @@ from core.redis import (  # noqa: F401 - re-exported
 )
 
 
+LUA_DIR = Path(__file__).parent / "lua"
+# A line `-- include window.lua` in a script stands for that file's text: the pieces two scripts
+# share (the sliding window) are written once and still run inside each script's one EVALSHA.
+INCLUDE = re.compile(r"^-- include ([a-z_]+\.lua)$", re.MULTILINE)
+
+
+def script_source(name: str) -> str:
+    """The Lua text of `name`, its includes put in place (one level: an included file includes
+    nothing)."""
+    return INCLUDE.sub(lambda m: (LUA_DIR / m.group(1)).read_text().rstrip("\n"),
+                       (LUA_DIR / f"{name}.lua").read_text())
+
+
 @cache
 def script(name: str):
     """A registered Lua script: EVALSHA, reloaded by redis-py on NOSCRIPT (for pipelines)."""
-    source = (Path(__file__).parent / "lua" / f"{name}.lua").read_text()
-    return redis_client().register_script(source)
+    return redis_client().register_script(script_source(name))
 
 
 def run_script(client: redis.Redis, name: str, keys: tuple, args: tuple):

@@ -129,6 +129,7 @@ Every metered answer, successful or refused with 429, carries:
 | `Retry-After` | On 429 and 503: seconds to wait before calling again |
 
 `GET /v1/usage` shows this month's calls and overage; it is free and does not use your rate limit.
+`GET /v1/usage/export` downloads your calls by day, product and key as CSV, on the same terms.
 
 ## Billing
 A call is billed when it is answered with a 2xx status. Refused calls (401, 402, 403, 429), input
@@ -196,6 +197,7 @@ class Sample:
     query: dict = field(default_factory=dict)
     json_body: dict | None = None
     file_field: str | None = None
+    csv: bool = False  # answers CSV: the samples print the text, and read JSON only on an error
 
 
 SAMPLES: dict[str, Sample] = {
@@ -206,6 +208,8 @@ SAMPLES: dict[str, Sample] = {
     }),
     "image_analyze": Sample("POST", "/v1/image/analyze", file_field="image"),
     "usage": Sample("GET", "/v1/usage"),
+    "usage_export": Sample("GET", "/v1/usage/export", query={"from": "2026-11-01", "to": "2026-11-30",
+                                                                     "mode": "live"}, csv=True),
 }
 
 
@@ -237,6 +241,9 @@ def _python(sample: Sample, url: str) -> str:
     if sample.file_field:
         args.append(f'    files={{"{sample.file_field}": open("photo.jpg", "rb")}},')
     call = f"response = requests.{sample.method.lower()}(\n" + "\n".join([*args, "    timeout=30,"]) + "\n)"
+    if sample.csv:
+        return "import os\n\nimport requests\n\n" + call + "\nif not response.ok:\n    body = response.json()\n" \
+            "    raise RuntimeError(f\"{body['code']}: {body['error']}\")\nprint(response.text, end=\"\")"
     return "import os\n\nimport requests\n\n" + call + "\nbody = response.json()\n" \
         "if not response.ok:\n    raise RuntimeError(f\"{body['code']}: {body['error']}\")\nprint(body)"
 
@@ -258,6 +265,10 @@ def _javascript(sample: Sample, url: str) -> str:
                    f'form.append("{sample.file_field}", await openAsBlob("photo.jpg"), "photo.jpg");\n\n')
         options.append("  body: form,")
     options[1] += " },"
+    if sample.csv:
+        return (f"const response = await fetch({target}, {{\n" + "\n".join(options) + "\n});\n"
+                "if (!response.ok) {\n  const body = await response.json();\n"
+                "  throw new Error(`${body.code}: ${body.error}`);\n}\nconsole.log(await response.text());")
     return (prelude + f"const response = await fetch({target}, {{\n" + "\n".join(options) + "\n});\n"
             "const body = await response.json();\n"
             "if (!response.ok) throw new Error(`${body.code}: ${body.error}`);\nconsole.log(body);")

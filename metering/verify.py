@@ -52,6 +52,7 @@ class Verdict:
     plan: str | None = None
     call: str | None = None
     meter: MeterResult | None = None
+    mode: str | None = None  # the key's mode once it is known: the `Tollbooth-Mode` header
 
     def as_json(self) -> dict:
         meter = self.meter
@@ -98,13 +99,14 @@ def key_verify(*, product: str, raw_key: str, settle_later: bool) -> Verdict:
         # call is never billed: there is nothing to settle either.
         meter_settle(result=result, status_code=200)
     return Verdict(valid=True, code=None, customer=config.customer_id, plan=config.plan_name, call=call,
-                   meter=result)
+                   meter=result, mode=config.mode)
 
 
 def _refused(config: KeyConfig | None, code: str, result: MeterResult | None = None) -> Verdict:
     if config is None or code == InvalidApiKey.default_code:
         return Verdict(valid=False, code=code, meter=result)
-    return Verdict(valid=False, code=code, customer=config.customer_id, plan=config.plan_name, meter=result)
+    return Verdict(valid=False, code=code, customer=config.customer_id, plan=config.plan_name, meter=result,
+                   mode=config.mode)
 
 
 def _call_reserve(result: MeterResult) -> str | None:

@@ -26,7 +26,7 @@ REVEAL_SESSION_KEY = "webhook_secret_reveal"
 
 
 @require_http_methods(["GET", "POST"])
-@customer_required
+@customer_required("settings")
 def settings_page(request: HttpRequest, customer: Customer) -> HttpResponse:
     form = _settings_form(customer, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -45,7 +45,7 @@ def settings_page(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_POST
-@customer_required
+@customer_required("settings")
 def webhook_save(request: HttpRequest, customer: Customer) -> HttpResponse:
     form = WebhookEndpointForm(request.POST)
     if not form.is_valid():
@@ -65,7 +65,7 @@ def webhook_save(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_POST
-@customer_required
+@customer_required("settings")
 def webhook_roll(request: HttpRequest, customer: Customer) -> HttpResponse:
     endpoint = _own_endpoint(customer)
     endpoint = webhook_secret_roll(endpoint=endpoint)
@@ -75,7 +75,7 @@ def webhook_roll(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_POST
-@customer_required
+@customer_required("settings")
 def webhook_delete(request: HttpRequest, customer: Customer) -> HttpResponse:
     if webhook_endpoint_delete(customer=customer):
         messages.success(request, "Webhook endpoint removed. No more events are sent.")
@@ -83,7 +83,7 @@ def webhook_delete(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_POST
-@customer_required
+@customer_required("settings")
 def webhook_test(request: HttpRequest, customer: Customer) -> HttpResponse:
     _own_endpoint(customer)
     try:
@@ -95,7 +95,7 @@ def webhook_test(request: HttpRequest, customer: Customer) -> HttpResponse:
 
 
 @require_POST
-@customer_required
+@customer_required("settings")
 def webhook_resend(request: HttpRequest, customer: Customer, event_pk: int) -> HttpResponse:
     event = webhook_event_for_customer(customer=customer, event_pk=event_pk)
     if event is None:

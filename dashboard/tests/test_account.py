@@ -130,7 +130,7 @@ def test_another_user_without_a_customer_gets_the_friendly_page(client):
 
     response = client.get(reverse("portal-account"))
 
-    assert response.status_code == 200 and "dashboard/no_customer.html" in [t.name for t in response.templates]
+    assert response.status_code == 200 and "accounts/no_membership.html" in [t.name for t in response.templates]
 
 
 def test_the_account_page_needs_a_sign_in(client):

@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Customer
 from accounts.services import api_key_issue
+from accounts.team import team_invite
 from billing.invoicing import invoice_generate
 from dashboard.selectors import portal_usage
 from metering.batcher import meter_commits_send
@@ -176,7 +177,9 @@ def test_every_portal_url_with_another_customers_ids_is_not_found(client, accoun
     webhook_event = django_apps.get_model("notifications", "WebhookEvent")
     ids = {"key_id": api_key_issue(customer=other, name="theirs").key.pk,
            "invoice_id": InvoiceFactory(customer=other, period="2026-10", status="open").pk,
-           "event_pk": webhook_event.objects.create(customer=other, type=webhook_event.Type.values[0]).pk}
+           "event_pk": webhook_event.objects.create(customer=other, type=webhook_event.Type.values[0]).pk,
+           "member_id": other.memberships.get().pk,
+           "invitation_id": team_invite(customer=other, email="theirs@example.com", role="developer", by=other.owner).pk}
     client.force_login(customer.owner)
     routes = [(name, params) for name, params in _portal_routes() if params]
 

@@ -12,6 +12,7 @@
 -- Returns {status, limit, remaining, reset_ms, month_calls}; status 0 ok, 1 rate limited,
 -- 2 quota exhausted, 3 spend cap reached, 4 not entitled, -1 config stale (+ newest version),
 -- -2 month counter needs a seed (month_seed.lua).
+-- include window.lua
 local ver = redis.call('GET', KEYS[4])
 if ver and tonumber(ver) > tonumber(ARGV[1]) then
   return {-1, ver}
@@ -35,18 +36,9 @@ if not month then
 end
 month = tonumber(month)
 
--- Redis's clock, not the workers': one clock for every host makes the window exact.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[3])
 local limit = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local used = redis.call('ZCARD', KEYS[1])
-local reset = 0
-if used > 0 then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  reset = tonumber(oldest[2]) + window - now
-end
+local now, used, reset = window_read(KEYS[1], window)
 if ARGV[5] == '1' and month >= tonumber(ARGV[4]) then
   return {2, limit, math.max(limit - used, 0), reset, month}
 end
@@ -58,12 +50,8 @@ if used >= limit then
   return {1, limit, 0, reset, month}
 end
 
-redis.call('ZADD', KEYS[1], now, ARGV[8])
-redis.call('PEXPIRE', KEYS[1], window)
+reset = window_take(KEYS[1], window, now, ARGV[8], used, reset)
 month = redis.call('INCR', KEYS[2])
 redis.call('ZADD', KEYS[3], now, ARGV[9])
 redis.call('EXPIRE', KEYS[3], ARGV[7])
-if used == 0 then
-  reset = window
-end
 return {0, limit, limit - used - 1, reset, month}

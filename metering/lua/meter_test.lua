@@ -7,6 +7,7 @@
 --       (1/0), 6 usage field (day and product), 7 day counter ttl s, 8 usage ttl s, 9 unique member
 -- Returns {status, limit, remaining, reset_ms, day_calls}; status 0 ok, 1 rate limited, 4 not
 -- entitled, 5 day limit reached, -1 config stale (+ newest version).
+-- include window.lua
 local ver = redis.call('GET', KEYS[4])
 if ver and tonumber(ver) > tonumber(ARGV[1]) then
   return {-1, ver}
@@ -14,17 +15,9 @@ end
 if ARGV[5] == '0' then
   return {4}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[3])
 local limit = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local used = redis.call('ZCARD', KEYS[1])
-local reset = 0
-if used > 0 then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  reset = tonumber(oldest[2]) + window - now
-end
+local now, used, reset = window_read(KEYS[1], window)
 local day = tonumber(redis.call('GET', KEYS[2]) or '0')
 if day >= tonumber(ARGV[4]) then
   return {5, limit, math.max(limit - used, 0), reset, day}
@@ -32,13 +25,9 @@ end
 if used >= limit then
   return {1, limit, 0, reset, day}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[9])
-redis.call('PEXPIRE', KEYS[1], window)
+reset = window_take(KEYS[1], window, now, ARGV[9], used, reset)
 day = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
 redis.call('EXPIRE', KEYS[3], ARGV[8])
-if used == 0 then
-  reset = window
-end
 return {0, limit, limit - used - 1, reset, day}

@@ -10,7 +10,7 @@ import pytest
 from django.core import mail
 from django.db import connection
 
-from .test_every_page import ARTIFACTS, PASSWORD, WIDTHS, _context, _log_in, _overflowing, _serious
+from .helpers import ARTIFACTS, PASSWORD, WIDTHS, context_new, log_in, overflowing, serious
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -35,10 +35,10 @@ def _page_checked(page, where: str) -> list[str]:
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(ARTIFACTS / f"account-safety-{re.sub(r'[^a-z0-9]+', '-', where.lower())}.png"),
                     full_page=True)
-    problems = [f"{where}: {v}" for v in _serious(page, where)]
+    problems = [f"{where}: {v}" for v in serious(page, where)]
     scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     if scroll > inner:
-        problems.append(f"{where}: scrolls sideways ({scroll}px > {inner}px), widest: {_overflowing(page)}")
+        problems.append(f"{where}: scrolls sideways ({scroll}px > {inner}px), widest: {overflowing(page)}")
     return problems
 
 
@@ -46,9 +46,9 @@ def test_an_email_change_waits_for_the_link_sent_to_the_new_address(browser, liv
     problems: list[str] = []
     for name, width in WIDTHS.items():
         old, new = f"ada-{name}@example.com", f"ada-{name}-new@example.com"
-        context = _context(browser, width)
+        context = context_new(browser, width)
         page = context.new_page()
-        _log_in(page, live_server, old)
+        log_in(page, live_server, old)
         page.goto(f"{live_server.url}/portal/account/")
         problems += _page_checked(page, f"account {name}")
         page.get_by_label("New email").fill(new)
@@ -79,9 +79,9 @@ def test_an_email_change_waits_for_the_link_sent_to_the_new_address(browser, liv
 def test_cancelling_defaults_to_the_period_end_and_can_be_taken_back(browser, live_server, owners):
     problems: list[str] = []
     for name, width in WIDTHS.items():
-        context = _context(browser, width)
+        context = context_new(browser, width)
         page = context.new_page()
-        _log_in(page, live_server, f"ada-{name}@example.com")
+        log_in(page, live_server, f"ada-{name}@example.com")
         page.goto(f"{live_server.url}/portal/billing/cancel/")
         problems += _page_checked(page, f"cancel {name}")
         assert page.get_by_label(re.compile("At the end of this month")).is_checked()

@@ -6,19 +6,17 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
+from tests.e2e.helpers import ARTIFACTS, PASSWORD, WIDTHS, context_new, log_in, page_problems
+
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
-PASSWORD = "correct horse battery staple"
-WIDTHS = {"desktop": 1280, "phone": 390}
 PUBLIC = ["/", "/signup/", "/login/", "/password-reset/", "/v1/docs/"]
 PORTAL = ["/", "/portal/", "/portal/keys/", "/portal/billing/", "{invoice}", "/portal/settings/", "/portal/account/",
-          "/portal/account/delete/", "/portal/billing/plan/"]
+          "/portal/account/delete/", "/portal/billing/plan/", "/portal/team/"]
 STAFF = ["/dashboard/", "/admin/"]
 
 
@@ -51,48 +49,6 @@ def book(transactional_db):
     return {"invoice": f"/portal/billing/invoices/{invoice.pk}/"}
 
 
-def _context(browser, width: int):
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    context.set_default_timeout(15_000)
-    return context
-
-
-def _log_in(page, live_server, email: str) -> None:
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(re.compile(r"/(portal|dashboard)/$"))
-
-
-# Swagger UI draws each operation's header as a button inside a clickable row; that markup is
-# the library's own (our page around it is checked in full).
-THIRD_PARTY = {"/v1/docs/": {"nested-interactive"}}
-
-
-def _serious(page, path: str) -> list[str]:
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page)
-    return [
-        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical") and v["id"] not in THIRD_PARTY.get(path, ())
-    ]
-
-
-OVERFLOWING = """() => [...document.querySelectorAll('body *')]
-  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
-               && ![...e.children].some(c => c.getBoundingClientRect().right > window.innerWidth + 1))
-  .slice(0, 4).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + '.' + [...e.classList].join('.')
-                   + ' ' + Math.round(e.getBoundingClientRect().right))"""
-
-
-def _overflowing(page) -> list[str]:
-    """The innermost elements that reach past the window's right edge: what to fix."""
-    return page.evaluate(OVERFLOWING)
-
-
 def _check(page, live_server, path: str, name: str, role: str, problems: list[str]) -> None:
     response = page.goto(live_server.url + path)
     page.wait_for_load_state("networkidle")
@@ -101,19 +57,16 @@ def _check(page, live_server, path: str, name: str, role: str, problems: list[st
         problems.append(f"{where}: status {response and response.status}")
     slug = re.sub(r"\d+", "n", path.strip("/").replace("/", "-")) or "home"
     page.screenshot(path=str(ARTIFACTS / f"page-{role}-{slug}-{name}.png"), full_page=True)
-    scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    if scroll > inner:
-        problems.append(f"{where}: scrolls sideways ({scroll}px > {inner}px), widest: {_overflowing(page)}")
-    problems.extend(f"{where}: {v}" for v in _serious(page, path))
+    problems.extend(page_problems(page, path, where))
 
 
 def _visit(browser, live_server, paths: list[str], email: str | None, role: str) -> list[str]:
     problems: list[str] = []
     for name, width in WIDTHS.items():
-        context = _context(browser, width)
+        context = context_new(browser, width)
         page = context.new_page()
         if email:
-            _log_in(page, live_server, email)
+            log_in(page, live_server, email)
         for path in paths:
             _check(page, live_server, path, name, role, problems)
         context.close()

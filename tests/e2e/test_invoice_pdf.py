@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 from playwright.sync_api import expect
 
-from tests.e2e.test_every_page import WIDTHS, _log_in, _overflowing, _serious
+from tests.e2e.helpers import WIDTHS, log_in as _log_in, overflowing as _overflowing, serious as _serious
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

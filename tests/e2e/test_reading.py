@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.helpers import ARTIFACTS, WIDTHS, context_new, log_in, serious, sideways
+
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
-PASSWORD = "correct horse battery staple"
-WIDTHS = {"desktop": 1280, "phone": 390}
-# Swagger UI's own markup (operation rows are buttons in clickable rows); our header is checked.
-THIRD_PARTY = {"/v1/docs/": {"nested-interactive"}}
 
 
 @pytest.fixture
@@ -40,37 +36,11 @@ def accounts(transactional_db):
         UsageRecordFactory(customer=customer, day=(now - timedelta(days=offset)).date(), calls=3 + offset % 4)
 
 
-def _context(browser, width: int):
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    context.set_default_timeout(15_000)
-    return context
-
-
-def _log_in(page, live_server, email: str) -> None:
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(re.compile(r"/(portal|dashboard)/$"))
-
-
-def _serious(page, path: str) -> list[str]:
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page)
-    return [
-        f"{path}: {v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical") and v["id"] not in THIRD_PARTY.get(path, ())
-    ]
-
-
 def _open(page, live_server, path: str, name: str) -> None:
     response = page.goto(live_server.url + path)
     page.wait_for_load_state("networkidle")
     assert response is not None and response.status == 200, path
-    scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert scroll <= inner, f"{path} at {name} scrolls sideways"
+    assert sideways(page) is None, f"{path} at {name}: {sideways(page)}"
     slug = path.strip("/").replace("/", "-") or "home"
     page.screenshot(path=str(ARTIFACTS / f"reading-{slug}-{name}.png"), full_page=True)
 
@@ -84,9 +54,9 @@ TICKS = """() => [...document.querySelectorAll('svg.chart text.tick')]
 @pytest.mark.parametrize("name", list(WIDTHS))
 def test_the_staff_dashboard_reads_at_desktop_and_phone_widths(live_server, accounts, browser, name):
     ARTIFACTS.mkdir(exist_ok=True)
-    context = _context(browser, WIDTHS[name])
+    context = context_new(browser, WIDTHS[name])
     page = context.new_page()
-    _log_in(page, live_server, "staff@example.com")
+    log_in(page, live_server, "staff@example.com")
     _open(page, live_server, "/dashboard/", name)
 
     ticks = page.evaluate(TICKS)
@@ -95,26 +65,26 @@ def test_the_staff_dashboard_reads_at_desktop_and_phone_widths(live_server, acco
     text = page.locator("main").inner_text()
     assert "$-" not in text
     assert page.locator("#movements td.mv-contraction").filter(has_text="−$150").count() == 1
-    assert _serious(page, "/dashboard/") == []
+    assert serious(page, "/dashboard/") == []
     context.close()
 
 
 @pytest.mark.parametrize("name", list(WIDTHS))
 def test_pricing_and_the_signed_in_api_docs_read_at_desktop_and_phone_widths(live_server, accounts, browser, name):
     ARTIFACTS.mkdir(exist_ok=True)
-    context = _context(browser, WIDTHS[name])
+    context = context_new(browser, WIDTHS[name])
     page = context.new_page()
     _open(page, live_server, "/", name)
     free = page.locator('[data-plan="free"] .plan-features')
     assert "Webhooks for usage, invoices and payments, signed" in free.inner_text()
     assert "Usage alerts by email" in free.inner_text() and "spend cap" not in free.inner_text()
-    problems = _serious(page, "/")
+    problems = [f"/: {v}" for v in serious(page, "/")]
 
-    _log_in(page, live_server, "ada@example.com")
+    log_in(page, live_server, "ada@example.com")
     _open(page, live_server, "/v1/docs/", name)
     back = page.get_by_role("link", name="← Back to the portal")
     assert back.is_visible()
-    problems += _serious(page, "/v1/docs/")
+    problems += [f"/v1/docs/: {v}" for v in serious(page, "/v1/docs/")]
     back.click()
     page.wait_for_url(re.compile(r"/portal/$"))
     assert problems == []

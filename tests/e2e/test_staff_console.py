@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.e2e.test_every_page import _overflowing, _serious
+from tests.e2e.helpers import overflowing as _overflowing, serious as _serious
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
