@@ -5,7 +5,7 @@ Everything under /api is the product's base URL; anything else counts as an esca
 
   /api/echo[/...]        200 JSON: method, target (raw request target), path, query, headers, body size/sha256
   /api/status/<code>     that status; ?location=... adds a Location header (redirects)
-  /api/sleep/<ms>        sleeps, then 200
+  /api/sleep/<ms>        sleeps, then 200 (/_stats keeps the most sleeping at once: sleep_peak)
   /api/stream/<bytes>    that many bytes in 64 KiB writes; ?chunked=1 sends no Content-Length, ?cut=N
                          breaks the answer off after N bytes
   /api/upload            reads the body in 64 KiB pieces (Content-Length or chunked), answers its size and sha256
@@ -37,6 +37,9 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 
 stats: Counter = Counter()
 stats_lock = threading.Lock()
+# /api/sleep calls being served right now, and the most at once ("sleep_peak" in /_stats): what
+# shows how many calls the gateway held in flight, without timing anything.
+sleeping = 0
 secret = ""
 
 
@@ -107,8 +110,16 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(code, {"status": code}, extra)
 
     def ep_sleep(self, arg, query):
+        global sleeping
         self.drain()
-        time.sleep(int(arg or 0) / 1000)
+        with stats_lock:
+            sleeping += 1
+            stats["sleep_peak"] = max(stats["sleep_peak"], sleeping)
+        try:
+            time.sleep(int(arg or 0) / 1000)
+        finally:
+            with stats_lock:
+                sleeping -= 1
         self.send_json(200, {"slept_ms": int(arg or 0)})
 
     def ep_stream(self, arg, query):

@@ -209,7 +209,7 @@ def test_the_hard_cap_holds_exactly_through_the_gateway(upstream):
     assert billed(customer) == plan.included_calls
 
 
-def test_300_calls_in_flight_to_a_1_second_upstream_all_finish_within_3_seconds(upstream):
+def test_300_calls_to_a_1_second_upstream_are_in_flight_at_once(upstream):
     plan = seeded_plan("pro")  # 500 calls a minute: the rate limit stays out of the way
     sell(upstream.base, plan, timeout_seconds=10)
     customer, raw = buyer_key(plan)
@@ -242,10 +242,14 @@ def test_300_calls_in_flight_to_a_1_second_upstream_all_finish_within_3_seconds(
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - started
-    print(f"\n300 calls to a 1 s upstream through {serving.workers} x {serving.threads} threads: {elapsed:.2f}s")
+    seen = stats(upstream)
+    print(f"\n300 calls to a 1 s upstream through {serving.workers} x {serving.threads} threads: {elapsed:.2f}s, "
+          f"{seen.get('sleep_peak')} at once")
     assert statuses == [200] * 300
-    assert stats(upstream) == {"sleep": 300}
-    assert elapsed < 3
+    assert seen["sleep"] == 300
+    # One worker's threads could hold 160 at most: more at once means both workers' threads took
+    # calls side by side instead of queueing (a count, not a stopwatch: this machine is shared).
+    assert seen["sleep_peak"] > serving.threads
 
 
 RAW_ESCAPES = [
