@@ -7,6 +7,9 @@ call itself costs no second round trip. The flush and process exit send the queu
 killed process had queued is lost: those calls are released by the flush, unbilled (never billed
 twice, at most METERING_COMMIT_SECONDS of one process's answers under-billed). While Redis is
 away the queue is kept for the first send after the outage, up to MAX_QUEUED_COMMITS calls.
+
+The same thread closes this process's quota leases (metering/leases.py) as soon as they expire or
+are used up: their lease_close.lua scripts join the pipeline.
 """
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ import atexit
 import logging
 import os
 import threading
+import time
 from datetime import date
 
 import redis
 from django.conf import settings
 
-from . import connection
+from . import connection, leases
 from .usage_fields import PENDING_TTL_SECONDS, last_used_field, open_calls_key
 
 logger = logging.getLogger(__name__)
@@ -31,6 +35,9 @@ _commits: dict[tuple[str, str], list[str]] = {}
 _commits_queued = 0
 _commits_lock = threading.Lock()
 _committer: threading.Thread | None = None
+_wake = threading.Event()
+_sender_client: redis.Redis | None = None
+_sender_base: redis.Redis | None = None
 
 
 def commit_later(*, customer_id: int, day: date, open_member: str, field: str, key_id: int) -> None:
@@ -47,9 +54,10 @@ def commit_later(*, customer_id: int, day: date, open_member: str, field: str, k
         _committer_start()
 
 
-def meter_commits_send() -> int:
-    """Send this process's queued commits now (the background thread does it every
-    METERING_COMMIT_SECONDS; the flush and process exit call it too). Returns calls billed."""
+def meter_commits_send(*, leases_all: bool = False) -> int:
+    """Send this process's queued commits and due lease closes now (the background thread does it
+    every METERING_COMMIT_SECONDS, and as soon as a lease expires; the flush and process exit
+    call it too, the exit with `leases_all`: every lease is closed). Returns calls billed."""
     global _commits_queued
     if connection.redis_is_marked_down():
         return 0  # kept for the first send after the outage
@@ -57,37 +65,57 @@ def meter_commits_send() -> int:
         batch = dict(_commits)
         _commits.clear()
         _commits_queued = 0
-    if not batch:
+    closes = leases.leases_close_due(everything=leases_all)
+    if not batch and not closes:
         return 0
     try:
-        return _commits_run(batch)
+        return _commits_run(batch, closes)
     except connection.UNAVAILABLE:
         connection.redis_mark_down()
         _commits_requeue(batch)
+        leases.leases_requeue(closes)
         return 0
 
 
-def _commits_run(batch: dict[tuple[str, str], list[str]]) -> int:
-    client = connection.redis_client()
-    lua = connection.script("commit")
-    replies = _commits_pipeline(client, lua.sha, batch)
-    missing = {target: args for (target, args), reply in zip(batch.items(), replies)
-               if isinstance(reply, redis.exceptions.NoScriptError)}
+def _sender() -> redis.Redis:
+    """A client of its own for what this module sends, on a pool of its own with the shared
+    client's settings (restart detection included): a batch in flight never holds the connection a
+    request needs, nor makes a request open a new one."""
+    global _sender_client, _sender_base
+    base = connection.redis_client()
+    if _sender_client is None or _sender_base is not base:
+        pool = base.connection_pool
+        _sender_client = redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class,
+                                                                **pool.connection_kwargs))
+        _sender_base = base
+    return _sender_client
+
+
+def _commits_run(batch: dict[tuple[str, str], list[str]], closes: list[tuple[tuple, tuple]]) -> int:
+    client = _sender()
+    commit, close = connection.script("commit"), connection.script("lease_close")
+    sends = [(commit, (open_key, pending_key), (PENDING_TTL_SECONDS, *args))
+             for (open_key, pending_key), args in batch.items()]
+    sends += [(close, keys, args) for keys, args in closes]
+    replies = _commits_pipeline(client, sends)
+    missing = [send for send, reply in zip(sends, replies) if isinstance(reply, redis.exceptions.NoScriptError)]
     if missing:
-        # Redis restarted or was flushed: load the script once and send only what failed.
-        client.script_load(lua.script)
+        # Redis restarted or was flushed: load the scripts once and send only what failed (a
+        # lease's closes keep their order: a residual's close comes after the one naming it).
+        for lua in {id(lua): lua for lua, _, _ in missing}.values():
+            client.script_load(lua.script)
         replies = [r for r in replies if not isinstance(r, redis.exceptions.NoScriptError)]
-        replies += _commits_pipeline(client, lua.sha, missing)
+        replies += _commits_pipeline(client, missing)
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
-    return sum(replies)
+    return sum(max(0, reply) for reply in replies)
 
 
-def _commits_pipeline(client, sha: str, batch: dict[tuple[str, str], list[str]]) -> list:
+def _commits_pipeline(client, sends: list) -> list:
     pipe = client.pipeline(transaction=False)
-    for (open_key, pending_key), args in batch.items():
-        pipe.evalsha(sha, 2, open_key, pending_key, PENDING_TTL_SECONDS, *args)
+    for lua, keys, args in sends:
+        pipe.evalsha(lua.sha, len(keys), *keys, *args)
     return pipe.execute(raise_on_error=False)
 
 
@@ -102,6 +130,13 @@ def _commits_requeue(batch: dict[tuple[str, str], list[str]]) -> None:
             _commits_queued += len(args) // 3
 
 
+def committer_wake() -> None:
+    """A lease was granted or is ready to close: the committer thread recomputes when to send."""
+    if _committer is None:
+        _committer_start()
+    _wake.set()
+
+
 def _committer_start() -> None:
     global _committer
     with _commits_lock:
@@ -112,19 +147,33 @@ def _committer_start() -> None:
 
 
 def _committer_loop() -> None:
-    pause = threading.Event()
+    next_commit = time.monotonic() + _commit_interval()
     while True:
-        pause.wait(getattr(settings, "METERING_COMMIT_SECONDS", 0.5))
+        now = time.monotonic()
+        # While Redis is away nothing is sent (meter_commits_send keeps it): no lease is due early.
+        due = next_commit if connection.redis_is_marked_down() else min(next_commit, leases.leases_next_deadline())
+        if due > now:
+            _wake.wait(due - now)
+            _wake.clear()
+            continue
+        if now >= next_commit:
+            next_commit = now + _commit_interval()
         try:
             meter_commits_send()
         except Exception:  # noqa: BLE001 - the thread must outlive any one failure
             logger.exception("sending metering commits failed")
+            time.sleep(0.1)  # not a busy loop while a send keeps failing
+
+
+def _commit_interval() -> float:
+    return getattr(settings, "METERING_COMMIT_SECONDS", 0.5)
 
 
 def _committer_reset_after_fork() -> None:
     # The parent's queue and thread are not this process's: a child starts empty.
     global _commits, _commits_queued, _commits_lock, _committer
     _commits, _commits_queued, _commits_lock, _committer = {}, 0, threading.Lock(), None
+    _wake.clear()
 
 
 def meter_exit() -> None:
@@ -136,8 +185,9 @@ def meter_exit() -> None:
         connection.redis_recovered()
     except Exception:  # noqa: BLE001 - Postgres may be gone too: still try to bill
         logger.exception("recovery at exit failed")
-    meter_commits_send()
+    meter_commits_send(leases_all=True)
 
 
+leases.ready_hook = _wake.set
 os.register_at_fork(after_in_child=_committer_reset_after_fork)
 atexit.register(meter_exit)

@@ -6,6 +6,10 @@ commit joins the batcher's queue, sent off the request path: metering/batcher.py
 else is released at once (a second round trip, for non-2xx answers only). A call whose worker
 died before answering stays open until the flush releases it, unbilled.
 
+Far from every limit the script also grants a quota lease (METERING_LEASES, metering/leases.py):
+the process admits the next calls of the key under it with no Redis command, and the committer
+thread closes it (bills the calls answered 2xx, gives the rest back) within METERING_LEASE_MS.
+
 When Redis cannot be reached the API fails open (Kong's `fault_tolerant`): calls are counted
 straight into Postgres and the per-minute limit is not enforced until Redis is back.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from datetime import date, datetime, timezone as dt_timezone
@@ -21,8 +26,8 @@ from typing import Callable
 from django.conf import settings
 from django.utils import timezone
 
-from . import connection, testmode
-from .batcher import commit_later
+from . import connection, leases, testmode
+from .batcher import commit_later, committer_wake
 from .events import usage_threshold_crossed
 from .keyconfig import KeyConfig, key_config_reload
 from .selectors import month_bounds, usage_month_total, usage_unseen_bound
@@ -65,6 +70,7 @@ class MeterResult:
     day: date
     month_calls: int = 0
     open_member: str = ""
+    lease: leases.Lease | None = None  # admitted under this quota lease (settled through it)
 
     @property
     def allowed(self) -> bool:
@@ -73,9 +79,11 @@ class MeterResult:
 
 def meter_call(
     *, config: KeyConfig, raw_key: str, product: str,
-    revalidate: Callable[[KeyConfig | None], KeyConfig],
+    revalidate: Callable[[KeyConfig | None], KeyConfig], lease: bool = True,
 ) -> MeterResult:
-    """Meter one call. `revalidate` re-checks a reloaded config and raises if it now fails."""
+    """Meter one call. `revalidate` re-checks a reloaded config and raises if it now fails.
+    With `lease` false the call is metered alone, with an open member of its own (the verify
+    API's calls settled later need one)."""
     now = timezone.now()
     if config.test:
         return _meter_test(config, raw_key, product, now, revalidate)
@@ -84,14 +92,16 @@ def meter_call(
     # again the call is metered in Postgres.
     if not connection.redis_is_marked_down() and connection.redis_recovered():
         try:
-            result = _meter_in_redis(config, raw_key, product, now, revalidate)
+            result = _meter_in_redis(config, raw_key, product, now, revalidate,
+                                     lease and settings.METERING_LEASES)
         except connection.UNAVAILABLE:
             connection.redis_mark_down()
             # Redis failed under this very call: the config it brought may predate the outage.
             config = revalidate(key_config_reload(raw_key))
     if result is None:
         result = _meter_in_postgres(revalidate(config), product, now)
-    if result.allowed and result.config.alert_at:
+    if result.allowed and result.config.alert_at and result.lease is None:
+        # A lease never spans an alert threshold (lease.lua): the call reaching one is metered alone.
         _thresholds_announce(result)
     return result
 
@@ -100,6 +110,9 @@ def meter_settle(*, result: MeterResult, status_code: int) -> None:
     """Bill a call answered 2xx; release any other answer (README "The metered API": billing follows the answer)."""
     if not result.allowed or result.store == "test":
         return  # a test call was counted when accepted and is never billed
+    if result.lease is not None:
+        leases.lease_settle(result.lease, billed=200 <= status_code < 300)
+        return
     if 200 <= status_code < 300:
         if result.store == "redis":
             commit_later(customer_id=result.config.customer_id, day=result.day, open_member=result.open_member,
@@ -112,6 +125,9 @@ def meter_refund(result: MeterResult) -> None:
     """Release an accepted call that was not answered 2xx: not billed, out of the month's count,
     but still in the per-minute window."""
     if not result.allowed or result.store == "test":
+        return
+    if result.lease is not None:
+        leases.lease_settle(result.lease, billed=False)
         return
     if result.store == "postgres":
         from .services import usage_add
@@ -140,32 +156,90 @@ def _thresholds_announce(result: MeterResult) -> None:
         )
 
 
-def _meter_in_redis(config, raw_key, product, now, revalidate) -> MeterResult:
-    client = connection.redis_client()
+def _meter_in_redis(config, raw_key, product, now, revalidate, leasing: bool) -> MeterResult:
     day = now.date()
-    member = _member()
-    for _ in range(MAX_RELOADS + 2):
-        keys, args, field = _call_shape(config, product, day)
-        opened = open_member(field=field, member=member)
-        entitled = int(product in config.entitlements)
-        reply = connection.run_script(client, "meter", keys, (*args, member, opened, entitled))
-        outcome = reply[0]
-        if outcome == Outcome.STALE:
-            config = revalidate(key_config_reload(raw_key))
-        elif outcome == Outcome.NOT_ENTITLED:
-            revalidate(config)  # raises the refusal: the config is current and lacks the product
-            raise RuntimeError("a config the meter found not entitled passed revalidation")
-        elif outcome == Outcome.NEEDS_SEED:
-            # Redis lost the month, it just began, or Redis missed a change or an outage: rebuild
-            # the counter from Postgres and what Redis holds unflushed.
-            from .services import month_counter_seed
+    if not leasing:
+        return _meter_in_script(config, raw_key, product, day, revalidate, leasing=False)
+    # A lease is the key's, for one product, day and config version (a new version: a new lease).
+    key = (config.customer_id, config.version, config.key_id, product, day)
+    held, wanted = leases.lease_take(key)
+    if held is not None:
+        return _lease_result(config, *held, product)
+    return _meter_in_script(config, raw_key, product, day, revalidate, leasing=True, wanted=wanted,
+                            wanted_for=key if wanted > 1 else None)
 
-            # A cached config may predate what Redis lost: reload it as well.
-            config = revalidate(key_config_reload(raw_key))
-            month_counter_seed(customer_id=config.customer_id, day=day, version=config.version)
-        else:
-            return _result(outcome, config, reply, field, product, day, opened)
+
+def _meter_in_script(config, raw_key, product, day, revalidate, *, leasing: bool, wanted: int = 1,
+                     wanted_for: tuple | None = None) -> MeterResult:
+    """One round trip: meter.lua, or lease.lua when `leasing` (it may grant a lease of up to
+    `wanted` calls; `wanted_for` is the key this thread asks a lease for, see leases.lease_take)."""
+    client = connection.redis_client()
+    member = _member()
+    try:
+        for _ in range(MAX_RELOADS + 2):
+            keys, args, field = _call_shape(config, product, day)
+            opened = open_member(field=field, member=member)
+            entitled = int(product in config.entitlements)
+            if not leasing:
+                reply = connection.run_script(client, "meter", keys, (*args, member, opened, entitled))
+            else:
+                key = (config.customer_id, config.version, config.key_id, product, day)
+                if wanted > 1 and wanted_for != key:
+                    # The config was reloaded: ask for the new version's lease, if no one else is.
+                    if wanted_for is not None:
+                        leases.lease_fetch_done(wanted_for)
+                    wanted = leases.lease_want(key)
+                    wanted_for = key if wanted > 1 else None
+                sent_at = time.monotonic()
+                reply = connection.run_script(
+                    client, "lease", (*keys, connection.customer_key(config.customer_id, "leases")),
+                    (*args, member, opened, entitled, wanted, settings.METERING_LEASE_MS, _alerts(config)))
+                if len(reply) == 7:
+                    _, limit, remaining, reset_ms, month_calls, units, granted_at = reply
+                    lease = leases.lease_open(
+                        key=key, customer_id=config.customer_id, day=day, field=field, key_id=config.key_id,
+                        member=member, open_member=opened, units=units, sent_at=sent_at, granted_at=granted_at,
+                        limit=limit,
+                        remaining=remaining, reset_ms=reset_ms, month_calls=month_calls)
+                    wanted_for = None
+                    committer_wake()
+                    return _lease_result(config, lease, 0, product)
+            outcome = reply[0]
+            if outcome == Outcome.STALE:
+                config = revalidate(key_config_reload(raw_key))
+            elif outcome == Outcome.NOT_ENTITLED:
+                revalidate(config)  # raises the refusal: the config is current and lacks the product
+                raise RuntimeError("a config the meter found not entitled passed revalidation")
+            elif outcome == Outcome.NEEDS_SEED:
+                # Redis lost the month, it just began, or Redis missed a change or an outage: rebuild
+                # the counter from Postgres and what Redis holds unflushed.
+                from .services import month_counter_seed
+
+                # A cached config may predate what Redis lost: reload it as well.
+                config = revalidate(key_config_reload(raw_key))
+                month_counter_seed(customer_id=config.customer_id, day=day, version=config.version)
+            else:
+                return _result(outcome, config, reply, field, product, day, opened)
+    finally:
+        if wanted_for is not None:
+            leases.lease_fetch_done(wanted_for)
     raise RuntimeError("key config kept changing while metering a call")
+
+
+def _alerts(config: KeyConfig) -> str:
+    return ",".join(str(t) for t in config.alert_at) if config.alert_at else ""
+
+
+def _lease_result(config: KeyConfig, lease: leases.Lease, index: int, product: str) -> MeterResult:
+    """The answer of the call admitted `index`th under `lease`: as if metered alone at the grant."""
+    month_calls = lease.month_first + index
+    return MeterResult(
+        outcome=Outcome.OK, config=config, rate_limit=lease.limit,
+        rate_remaining=max(0, lease.remaining + lease.granted - index - 1),
+        rate_reset_seconds=max(1, -(-lease.reset_ms // 1000)), quota_limit=config.included_calls,
+        quota_remaining=max(0, config.included_calls - month_calls), retry_after=0, store="redis",
+        field=lease.field, product=product, day=lease.day, month_calls=month_calls, lease=lease,
+    )
 
 
 @lru_cache(maxsize=4096)

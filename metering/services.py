@@ -111,8 +111,10 @@ def _open_calls_release(customer_ids: list[int]) -> None:
 def usage_batches_take(*, customer_ids: list[int]) -> list[tuple[int, dict[str, str]]]:
     """The flush's first step: each customer's pending usage becomes its in-flight batch (or
     the batch a crashed flush left in flight is taken again)."""
-    # This process's own answered calls join the pending hash before it is taken.
-    meter_commits_send()
+    # This process's own answered calls join the pending hash before it is taken, those admitted
+    # under a quota lease too: the flush closes every lease this process holds (closing one early
+    # only means its next call asks for a new one).
+    meter_commits_send(leases_all=True)
     take = connection.script("flush_take")
     pipe = connection.redis_client().pipeline(transaction=False)
     for customer_id in customer_ids:

@@ -85,12 +85,19 @@ def open_calls_keys(*, customer_id: int, day: date) -> list[tuple[str, str]]:
             for d in (day, previous)]
 
 
+def open_member_units(open_member_: str) -> int:
+    """Month units an open member holds: 1 for a call, `*<units>` for a quota lease (metering/leases.py)."""
+    _, star, units = open_member_.rpartition("#")[2].rpartition("*")
+    return int(units) if star else 1
+
+
 def open_calls_batch(members: list) -> dict[str, int]:
     """Open-call members (ZRANGE output) as a usage hash, for usage_batch_parse."""
     batch: dict[str, int] = {}
     for member in members:
-        usage = open_member_field(member.decode() if isinstance(member, bytes) else member)
-        batch[usage] = batch.get(usage, 0) + 1
+        name = member.decode() if isinstance(member, bytes) else member
+        usage = open_member_field(name)
+        batch[usage] = batch.get(usage, 0) + open_member_units(name)
     return batch
 
 

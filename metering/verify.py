@@ -83,7 +83,8 @@ def key_verify(*, product: str, raw_key: str, settle_later: bool) -> Verdict:
     try:
         # The entitlement is judged by the meter script, after its config-version check.
         access_check(config, None, raw_key=raw_key)
-        result = meter_call(config=config, raw_key=raw_key, product=product,
+        # A call settled later needs an open member of its own: it is never admitted under a lease.
+        result = meter_call(config=config, raw_key=raw_key, product=product, lease=not settle_later,
                             revalidate=lambda reloaded: access_check(reloaded, product, raw_key=raw_key))
     except MeteringUnavailable:
         raise ServiceUnavailable() from None

@@ -29,8 +29,9 @@ NUMBER = r"[\d.]+"
 
 # target, the lines its output must hold
 BENCHES = [
-    ("bench", [rf"/bench/metered +{NUMBER} +{NUMBER} +{NUMBER}",
-               rf"metered/bare = {NUMBER}x .* metered/seed = {NUMBER}x"]),
+    ("bench", [rf"metered, 1 customer +{NUMBER} +{NUMBER} +{NUMBER}", rf"metered, 4 customers +{NUMBER} +{NUMBER}",
+               rf"metered/bare = {NUMBER}x .* machine time = -?\d+ us/call .* p99 metered/bare = {NUMBER}x",
+               rf"metered/seed = {NUMBER}x", r"\| Procfile web, leases on \| [\d,]+ \|"]),
     ("bench-gateway", [rf"gateway 100ms +\d+ +{NUMBER} +{NUMBER} +{NUMBER}",
                        rf"gateway 0 ms / built-in += {NUMBER}x", rf"/v1/verify / built-in += {NUMBER}x"]),
     ("bench-billing", [r"month close \d{4}-\d\d: ",

@@ -30,7 +30,12 @@ local function month_calls(hash)
   return total
 end
 
-local month = tonumber(ARGV[1]) + month_calls(KEYS[2]) + redis.call('ZCARD', KEYS[4])
+-- An open call holds one unit; a quota lease (lease.lua) holds the `*<units>` its member ends with.
+local opened = 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  opened = opened + tonumber(string.match(m, '%*(%d+)$') or '1')
+end
+local month = tonumber(ARGV[1]) + month_calls(KEYS[2]) + opened
 if inflight ~= '' and ARGV[4] == '0' then
   month = month + month_calls(KEYS[3])
 end

@@ -22,7 +22,10 @@ end
 -- call opens a whole window).
 local function window_take(key, window, now, member, used, reset)
   redis.call('ZADD', key, now, member)
-  redis.call('PEXPIRE', key, window)
+  -- Never shorten the key's life: a quota lease's places (lease.lua) are scored ahead of now.
+  if redis.call('PTTL', key) < window then
+    redis.call('PEXPIRE', key, window)
+  end
   if used == 0 then
     return window
   end
