@@ -16,38 +16,8 @@
 -- ({0, limit, remaining, reset_ms, month_calls, g, now}; the month counter already includes all
 -- g). lease_close.lua later moves each used place back to when its call was admitted.
 -- include window.lua
-local ver = redis.call('GET', KEYS[4])
-if ver and tonumber(ver) > tonumber(ARGV[1]) then
-  return {-1, ver}
-end
-local current = ver and tonumber(ver) == tonumber(ARGV[1])
-if ARGV[10] == '0' and (current or not ver) then
-  return {4}
-end
-local month = redis.call('GET', KEYS[2])
-if not current then
-  month = false
-end
-if not month then
-  return {-2}
-end
-month = tonumber(month)
-
-local window = tonumber(ARGV[3])
-local limit = tonumber(ARGV[2])
+-- include meter_checks.lua
 local lease_ms = tonumber(ARGV[12])
-local now, used, reset = window_read(KEYS[1], window)
-local included = tonumber(ARGV[4])
-if ARGV[5] == '1' and month >= included then
-  return {2, limit, math.max(limit - used, 0), reset, month}
-end
-local ceiling = tonumber(ARGV[6])
-if ceiling >= 0 and month >= ceiling then
-  return {3, limit, math.max(limit - used, 0), reset, month}
-end
-if used >= limit then
-  return {1, limit, 0, reset, month}
-end
 
 local g = math.min(tonumber(ARGV[11]), limit - used)
 if g >= 2 then

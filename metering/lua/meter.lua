@@ -13,42 +13,7 @@
 -- 2 quota exhausted, 3 spend cap reached, 4 not entitled, -1 config stale (+ newest version),
 -- -2 month counter needs a seed (month_seed.lua).
 -- include window.lua
-local ver = redis.call('GET', KEYS[4])
-if ver and tonumber(ver) > tonumber(ARGV[1]) then
-  return {-1, ver}
-end
-local current = ver and tonumber(ver) == tonumber(ARGV[1])
--- The entitlement is judged after the version check, so a product just granted is callable on
--- the next call. A refusal takes no place in the window or the month.
--- With no version in Redis yet the config is the newest known (a grant raises the version), so
--- a refusal needs no reload or seed either.
-if ARGV[10] == '0' and (current or not ver) then
-  return {4}
-end
-local month = redis.call('GET', KEYS[2])
--- A config newer than Redis's version: Redis missed a change or an outage (calls counted in
--- Postgres meanwhile raised the version), so its month counter is not to be trusted.
-if not current then
-  month = false
-end
-if not month then
-  return {-2}
-end
-month = tonumber(month)
-
-local window = tonumber(ARGV[3])
-local limit = tonumber(ARGV[2])
-local now, used, reset = window_read(KEYS[1], window)
-if ARGV[5] == '1' and month >= tonumber(ARGV[4]) then
-  return {2, limit, math.max(limit - used, 0), reset, month}
-end
-local ceiling = tonumber(ARGV[6])
-if ceiling >= 0 and month >= ceiling then
-  return {3, limit, math.max(limit - used, 0), reset, month}
-end
-if used >= limit then
-  return {1, limit, 0, reset, month}
-end
+-- include meter_checks.lua
 
 reset = window_take(KEYS[1], window, now, ARGV[8], used, reset)
 month = redis.call('INCR', KEYS[2])

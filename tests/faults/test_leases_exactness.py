@@ -9,14 +9,11 @@ never makes a test pass or fail by itself.
 """
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
-from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.services import api_key_issue
@@ -29,6 +26,7 @@ from tests.servers import Gunicorn
 
 from .api_load import (fewest_possibly_in_any_window, fire_at_once, most_certainly_in_any_window, paced,
                        wait_until_serving)
+from .settled import billed, billed_once_settled
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -46,28 +44,6 @@ def shared_server(request, django_db_setup):
     with server(request.param) as gunicorn:
         wait_until_serving(gunicorn)
         yield gunicorn
-
-
-def billed(customer) -> int:
-    return UsageRecord.objects.filter(customer=customer).aggregate(s=Sum("calls"))["s"] or 0
-
-
-def billed_once_settled(customer, *, timeout: float = 20) -> int:
-    """Billed calls once the running workers have sent what they answered (commits travel in
-    batches every METERING_COMMIT_SECONDS, a lease's unused part returns on its own): flush until
-    the sum has not moved for three batch periods."""
-    quiet = 3 * settings.METERING_COMMIT_SECONDS
-    deadline = time.monotonic() + timeout
-    last, since = None, time.monotonic()
-    while True:
-        usage_flush()
-        now, current = time.monotonic(), billed(customer)
-        if current != last:
-            last, since = current, now
-        elif now - since >= quiet:
-            return current
-        assert now < deadline, f"billed calls still moving after {timeout}s"
-        time.sleep(0.1)
 
 
 def outcomes(answers) -> Counter:

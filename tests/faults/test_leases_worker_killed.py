@@ -7,52 +7,26 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections import Counter
 from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
-from django.conf import settings as django_settings
-from django.db.models import Sum
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_issue
-from metering.models import UsageRecord
 from metering.services import usage_flush
 from plans.models import Plan
 from tests.factories import CustomerFactory
 from tests.servers import Gunicorn
 
 from .api_load import fire_at_once, hammer, wait_until_serving, worker_pids
+from .settled import billed, billed_once_settled
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 INCLUDED = 600
 KILL_AFTER = 150  # accepted calls: far from the cap, where a lease would be large
-
-
-def billed(customer) -> int:
-    return UsageRecord.objects.filter(customer=customer).aggregate(s=Sum("calls"))["s"] or 0
-
-
-def billed_once_settled(customer, *, timeout: float = 20) -> int:
-    """Billed calls once the running workers have sent what they answered (commits travel in
-    batches every METERING_COMMIT_SECONDS, a lease's unused part returns on its own): flush until
-    the sum has not moved for three batch periods. The open-call age limit is far off, so no call
-    a live worker still holds is released."""
-    quiet = 3 * django_settings.METERING_COMMIT_SECONDS
-    deadline = time.monotonic() + timeout
-    last, since = None, time.monotonic()
-    while True:
-        usage_flush()
-        now, current = time.monotonic(), billed(customer)
-        if current != last:
-            last, since = current, now
-        elif now - since >= quiet:
-            return current
-        assert now < deadline, f"billed calls still moving after {timeout}s"
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("leases", ["false", "true"], ids=["per-call", "leases"])
