@@ -7,7 +7,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from django.db.models import Sum
@@ -19,6 +18,7 @@ from metering.models import UsageRecord
 from metering.services import usage_flush
 from metering.usage_fields import month_counter_key, open_calls_key, usage_batch_parse
 from tests.factories import CustomerFactory, seeded_plan
+from tests.faults.api_load import worker_pids
 from tests.servers import Gunicorn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -53,18 +53,6 @@ def redis_state(customer_id: int) -> tuple[int, int, int]:
     month = redis.get(month_counter_key(customer_id=customer_id, day=day))
     return (redis.zcard(open_calls_key(customer_id=customer_id, day=day)), sum(pending.calls.values()),
             int(month or 0))
-
-
-def worker_pids(master_pid: int) -> list[int]:
-    pids = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == str(master_pid):
-            pids.append(int(status.parent.name))
-    return pids
 
 
 @pytest.mark.parametrize("kill", ["sigkill", "timeout"])

@@ -17,6 +17,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,6 @@ def wait_until_serving(server, *, timeout: float = 90) -> None:
 
 def worker_pids(master_pid: int) -> list[int]:
     """The gunicorn master's children (its workers), from /proc."""
-    from pathlib import Path
-
     pids = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
