@@ -30,8 +30,17 @@ def key_generate(*, live: bool = True) -> str:
 
 
 def key_is_well_formed(raw: str) -> bool:
-    if not isinstance(raw, str) or not KEY_PATTERN.match(raw):
-        return False
+    return key_is_shaped(raw) and key_checksum_ok(raw)
+
+
+def key_is_shaped(raw: str) -> bool:
+    """Prefix, length and hex digits: enough to hash the key and look it up in a process's cache
+    (a key found there passed its checksum when it was first seen)."""
+    return isinstance(raw, str) and KEY_PATTERN.match(raw) is not None
+
+
+def key_checksum_ok(raw: str) -> bool:
+    """The CRC32 tail of a shaped key: rejects typos and guesses before any lookup."""
     return secrets.compare_digest(_crc(raw[:-8]), raw[-8:])
 
 
