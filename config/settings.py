@@ -110,6 +110,11 @@ CACHES = {
         },
     }
 }
+# Redis Cluster: REDIS_URL names any node, or lists seed nodes separated by commas; the app and
+# the cache share one redis.cluster.RedisCluster (core.redis_cluster).
+REDIS_CLUSTER = env.bool("REDIS_CLUSTER", default=False)
+if REDIS_CLUSTER:
+    CACHES["default"]["OPTIONS"]["CONNECTION_FACTORY"] = "core.redis_cluster.ClusterConnectionFactory"
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -234,6 +239,15 @@ SELLER_TAX_ID = env("SELLER_TAX_ID", default="")
 WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=False)
 WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=False)
 
+# Celery's broker: RabbitMQ (amqp://, what README "Deploying" recommends) or a plain Redis
+# (redis://, the default: REDIS_URL). A Redis Cluster cannot be one: kombu's Redis transport talks
+# to a single server and updates a queue's keys together, which a cluster spreads over its nodes.
+# So with REDIS_CLUSTER the broker must be named, apart from REDIS_URL.
+if REDIS_CLUSTER and env("CELERY_BROKER_URL", default=REDIS_URL) == REDIS_URL:
+    raise ImproperlyConfigured(
+        "REDIS_CLUSTER=true: set CELERY_BROKER_URL to a RabbitMQ (amqp://...) or a plain, non-cluster "
+        "Redis (redis://...); a Redis Cluster cannot be Celery's broker."
+    )
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -248,9 +262,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's default queue, `celery`. Beat's tasks are routed the same way. Declared, so that a
 # worker started without --queues (tests, a one-off) serves all of them.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-# Every queue sits on the default exchange: a message goes straight into the list named by its
-# queue, so a broker that restarted empty (no bindings yet) cannot drop what the outbox drain sends
-# before the workers have declared their queues again.
+# Every queue sits on the default exchange: a message goes straight into the queue of its name
+# (a Redis list; on RabbitMQ a durable queue, which each publish declares first), so a broker that
+# restarted empty (no bindings yet) cannot drop what the outbox drain sends before the workers have
+# declared their queues again.
 CELERY_TASK_QUEUES = [
     Queue(name, Exchange(""), routing_key=name) for name in ("celery", "billing", "webhooks", "email")
 ]
@@ -259,13 +274,31 @@ CELERY_TASK_ROUTES = {
     "notifications.tasks.webhook_*": {"queue": "webhooks"},
     "billing.tasks.*": {"queue": "billing"},
 }
-# A broker that accepts connections but never answers would otherwise hold a request that
-# publishes (through the outbox, after its commit) for minutes; with these it gives up in
-# seconds, the outbox row stays pending and the beat drain sends it later.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "socket_connect_timeout": env.float("CELERY_BROKER_TIMEOUT", default=2.0),
-    "socket_timeout": env.float("CELERY_BROKER_TIMEOUT", default=2.0),
-}
+
+
+def celery_broker_transport_options(url: str) -> dict:
+    """The transport options that fit the broker at `url` (each transport has its own names).
+
+    A broker that accepts connections but never answers would otherwise hold a request that
+    publishes (through the outbox, after its commit) for minutes; with these it gives up in
+    seconds, the outbox row stays pending and the beat drain sends it later.
+    """
+    timeout = env.float("CELERY_BROKER_TIMEOUT", default=2.0)
+    if urlsplit(url).scheme in ("amqp", "amqps", "pyamqp"):
+        return {
+            "connect_timeout": timeout,
+            # Socket timeouts: a publish (and its confirm) on a connection that went silent fails
+            # instead of waiting for the kernel to notice.
+            "read_timeout": timeout,
+            "write_timeout": timeout,
+            # AMQP's publish returns before the broker has the message; with confirms it returns
+            # once RabbitMQ took it, which is what marking the outbox row sent promises.
+            "confirm_publish": True,
+        }
+    return {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+
+
+CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker_transport_options(CELERY_BROKER_URL)
 CELERY_BEAT_SCHEDULE = {
     # Every minute: move Redis usage counters into Postgres, so a Redis loss costs at
     # most one interval of counts (README "The metered API").

@@ -47,12 +47,23 @@ from django_redis import get_redis_connection
 logger = logging.getLogger(__name__)
 
 # Errors that mean Redis cannot answer now (down, unreachable, slow, still loading its data
-# after a restart), as opposed to a bug in a command or a script.
+# after a restart), as opposed to a bug in a command or a script. In cluster mode also: the
+# node serving a key's slot is down or failing over (CLUSTERDOWN, MASTERDOWN, TRYAGAIN, no
+# node serving the slot, or redirections that never settle).
 REDIS_UNAVAILABLE = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    redis.exceptions.ClusterDownError,  # MasterDownError too
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.ClusterError,
 )
+
+
+class RedisRestartedError(redis.exceptions.ConnectionError):
+    """The first connection to a restarted server fails on purpose (module docstring). A class
+    of its own: a cluster client retries a plain ConnectionError at once, which would hide it."""
 
 
 class RedisHealth:
@@ -172,8 +183,11 @@ outage_notes_take = health.notes_take
 redis_state_reset = health.reset
 
 
-def redis_client() -> redis.Redis:
+def redis_client() -> redis.Redis | redis.cluster.RedisCluster:
+    """The shared client; in cluster mode (REDIS_CLUSTER) a RedisCluster (core.redis_cluster)."""
     client = get_redis_connection("default")
+    if settings.REDIS_CLUSTER:
+        return client  # the hook is on every node's connections already
     connection_kwargs = client.connection_pool.connection_kwargs
     if connection_kwargs.get("redis_connect_func") is not _connected:
         connection_kwargs["redis_connect_func"] = _connected  # for the pool's new connections
@@ -185,6 +199,12 @@ def _connected(conn: redis.connection.AbstractConnection) -> None:
     restarted Redis dropped, so a process that made no call during a short outage would not
     notice it otherwise; the first connection after a restart fails (module docstring)."""
     conn.on_connect()
+    run_id_check(conn)
+
+
+def run_id_check(conn: redis.connection.AbstractConnection) -> None:
+    """The restart check of `_connected` on a connection already set up: a cluster client runs
+    its own setup first, then this, per node (run ids are kept per host and port)."""
     try:
         conn.send_command("INFO", "server")
         info = conn.read_response()
@@ -196,4 +216,4 @@ def _connected(conn: redis.connection.AbstractConnection) -> None:
     previous, health.run_ids[server] = health.run_ids.get(server), run_id
     if previous is not None and previous != run_id:
         redis_mark_down()
-        raise redis.exceptions.ConnectionError("Redis restarted since this process last reached it")
+        raise RedisRestartedError("Redis restarted since this process last reached it")

@@ -23,6 +23,8 @@ from datetime import date
 import redis
 from django.conf import settings
 
+from core.redis_cluster import cluster_client_new
+
 from . import connection, leases
 from .usage_fields import PENDING_TTL_SECONDS, last_used_field, open_calls_key
 
@@ -84,9 +86,12 @@ def _sender() -> redis.Redis:
     global _sender_client, _sender_base
     base = connection.redis_client()
     if _sender_client is None or _sender_base is not base:
-        pool = base.connection_pool
-        _sender_client = redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class,
-                                                                **pool.connection_kwargs))
+        if isinstance(base, redis.cluster.RedisCluster):
+            _sender_client = cluster_client_new()  # pools of its own on every node
+        else:
+            pool = base.connection_pool
+            _sender_client = redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class,
+                                                                    **pool.connection_kwargs))
         _sender_base = base
     return _sender_client
 

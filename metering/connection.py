@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 
 import redis
+from redis.cluster import RedisCluster
 
 from core.redis import (  # noqa: F401 - re-exported
     REDIS_UNAVAILABLE as UNAVAILABLE,
@@ -46,8 +47,23 @@ def script(name: str):
     return redis_client().register_script(script_source(name))
 
 
+def scripts_ready(client, *names: str) -> None:
+    """Call before running scripts `names` in a pipeline of `client`. redis-py loads the scripts of a plain
+    pipeline itself (SCRIPT EXISTS, then SCRIPT LOAD of the missing) when it runs; a cluster
+    pipeline only sends EVALSHA and leaves NOSCRIPT to its caller, so here the same is done on
+    every primary (both commands go to all of them) before the pipeline runs."""
+    if not isinstance(client, RedisCluster):
+        return
+    scripts = [script(name) for name in names]
+    for lua, exists in zip(scripts, client.script_exists(*(lua.sha for lua in scripts))):
+        if not exists:
+            client.script_load(lua.script)
+
+
 def run_script(client: redis.Redis, name: str, keys: tuple, args: tuple):
-    """EVALSHA straight on the client; on NOSCRIPT (a restarted or flushed Redis) load it once."""
+    """EVALSHA straight on the client; on NOSCRIPT (a restarted or flushed Redis) load it once.
+    On a cluster the EVALSHA goes to the node of the first key (all of a call's keys share one
+    customer's slot) and SCRIPT LOAD to every primary."""
     lua = script(name)
     try:
         return client.evalsha(lua.sha, len(keys), *keys, *args)

@@ -101,7 +101,9 @@ def _open_calls_release(customer_ids: list[int]) -> None:
     answering, so they are not billed and give their place in the month back."""
     release = connection.script("open_expire")
     max_age_ms = settings.METERING_CALL_MAX_SECONDS * 1000
-    pipe = connection.redis_client().pipeline(transaction=False)
+    client = connection.redis_client()
+    connection.scripts_ready(client, "open_expire")
+    pipe = client.pipeline(transaction=False)
     for customer_id in customer_ids:
         for open_key, month_key in open_calls_keys(customer_id=customer_id, day=timezone.now().date()):
             release(keys=[open_key, month_key], args=[max_age_ms], client=pipe)
@@ -116,7 +118,9 @@ def usage_batches_take(*, customer_ids: list[int]) -> list[tuple[int, dict[str, 
     # only means its next call asks for a new one).
     meter_commits_send(leases_all=True)
     take = connection.script("flush_take")
-    pipe = connection.redis_client().pipeline(transaction=False)
+    client = connection.redis_client()
+    connection.scripts_ready(client, "flush_take")
+    pipe = client.pipeline(transaction=False)
     for customer_id in customer_ids:
         take(
             keys=[connection.customer_key(customer_id, "pending"), connection.customer_key(customer_id, "inflight"),
@@ -228,7 +232,9 @@ def _versions_send(customer_ids: list[int], *, month_reset: bool) -> None:
     this month's counter: it was not kept while Redis was away, so the next call rebuilds it."""
     versions = Customer.objects.filter(pk__in=customer_ids).values_list("pk", "config_version")
     raise_version = connection.script("version_raise")
-    pipe = connection.redis_client().pipeline(transaction=False)
+    client = connection.redis_client()
+    connection.scripts_ready(client, "version_raise")
+    pipe = client.pipeline(transaction=False)
     day = timezone.now().date()
     for customer_id, version in versions:
         raise_version(keys=[connection.customer_key(customer_id, "ver")],

@@ -15,6 +15,7 @@ from django.urls import reverse
 from accounts.models import ApiKey, Customer
 from accounts.services import api_key_issue
 from accounts.tasks import welcome_email_send
+from config.settings import celery_broker_transport_options
 from outbox import enqueue, run_once
 from outbox.models import OutboxTask, TaskReceipt
 from outbox.services import outbox_task_send
@@ -31,14 +32,18 @@ KEY_IN_PAGE = re.compile(r"sk_live_[0-9a-f]{64}")
 def celery_broker(url: str):
     """Publish to a real broker at `url` instead of running tasks in-process."""
     conf = current_app.conf
-    saved = conf.broker_url, conf.task_always_eager
+    # Celery prefers a CELERY_BROKER_URL in the environment to broker_url, but not to the read and
+    # write URLs; the transport options are the ones the settings give a broker at `url`.
+    changes = {"broker_url": url, "broker_read_url": url, "broker_write_url": url, "task_always_eager": False,
+               "broker_transport_options": celery_broker_transport_options(url)}
+    saved = {name: conf[name] for name in changes}
     _forget_broker_connections()
-    conf.broker_url, conf.task_always_eager = url, False
+    conf.update(changes)
     try:
         yield
     finally:
         _forget_broker_connections()
-        conf.broker_url, conf.task_always_eager = saved
+        conf.update(saved)
 
 
 def _forget_broker_connections() -> None:

@@ -185,3 +185,45 @@ def worker_pids(master_pid: int) -> list[int]:
         if fields.get("PPid", "").strip() == str(master_pid):
             pids.append(int(status.parent.name))
     return pids
+
+
+def _burst_over(args: tuple[list[str], str, int, float]) -> list[Answer]:
+    urls, raw, n, start_at = args
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        def one(i):
+            time.sleep(max(0.0, start_at - time.time()))
+            return call(urls[i % len(urls)], raw)
+        return list(pool.map(one, range(n)))
+
+
+def fire_at_once_over(urls: list[str], raw: str, total: int, processes: int = 4) -> list[Answer]:
+    """fire_at_once with the calls dealt in turn over several servers' URLs (every client process
+    calls every server)."""
+    share = [total // processes + (i < total % processes) for i in range(processes)]
+    start_at = time.time() + 1.0
+    with get_context("fork").Pool(processes) as pool:
+        return [a for answers in pool.map(_burst_over, [(urls, raw, n, start_at) for n in share]) for a in answers]
+
+
+def hammer_over(urls: list[str], raw: str, *, total: int, threads: int) -> list[Answer]:
+    """hammer with the calls dealt in turn over several servers' URLs."""
+    answers: list[Answer] = []
+    lock = threading.Lock()
+    turn = iter(range(total))
+
+    def loop() -> None:
+        while True:
+            with lock:
+                n = next(turn, None)
+            if n is None:
+                return
+            answer = call(urls[n % len(urls)], raw)
+            with lock:
+                answers.append(answer)
+
+    workers = [threading.Thread(target=loop) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return answers
