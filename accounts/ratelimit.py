@@ -51,7 +51,7 @@ def client_ip(request: HttpRequest) -> str:
 def attempt_count(*, scope: str, ident: str, limit: int, window_seconds: int) -> Attempt:
     """Count one attempt in a fixed window; `limited` once more than `limit` were made."""
     key = f"tb:ratelimit:{scope}:{ident}"
-    if redis_is_marked_down():
+    if redis_is_marked_down(key):  # on a cluster: the breaker of the key's primary only
         return _limiter_unavailable(scope)
     try:
         # MULTI makes create-with-expiry and increment one step: no counter without a TTL.
@@ -61,16 +61,16 @@ def attempt_count(*, scope: str, ident: str, limit: int, window_seconds: int) ->
         pipe.ttl(key)
         _, count, ttl = pipe.execute()
     except REDIS_UNAVAILABLE:
-        redis_mark_down()
+        redis_mark_down(key)
         return _limiter_unavailable(scope)
-    redis_mark_up()  # back after an outage: the registered recovery runs once
+    redis_mark_up(key)  # back after an outage: the registered recovery runs once
     return Attempt(limited=count > limit, retry_after=max(int(ttl), 1))
 
 
 def attempt_peek(*, scope: str, ident: str, limit: int) -> Attempt:
     """Whether `limit` attempts were already counted in the window, without counting one."""
     key = f"tb:ratelimit:{scope}:{ident}"
-    if redis_is_marked_down():
+    if redis_is_marked_down(key):
         return _limiter_unavailable(scope)
     try:
         pipe = redis_client().pipeline(transaction=False)
@@ -78,7 +78,7 @@ def attempt_peek(*, scope: str, ident: str, limit: int) -> Attempt:
         pipe.ttl(key)
         count, ttl = pipe.execute()
     except REDIS_UNAVAILABLE:
-        redis_mark_down()
+        redis_mark_down(key)
         return _limiter_unavailable(scope)
     return Attempt(limited=int(count or 0) >= limit, retry_after=max(int(ttl), 1))
 

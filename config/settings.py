@@ -114,7 +114,7 @@ CACHES = {
 # the cache share one redis.cluster.RedisCluster (core.redis_cluster).
 REDIS_CLUSTER = env.bool("REDIS_CLUSTER", default=False)
 if REDIS_CLUSTER:
-    CACHES["default"]["OPTIONS"]["CONNECTION_FACTORY"] = "core.redis_cluster.ClusterConnectionFactory"
+    CACHES["default"]["OPTIONS"]["CONNECTION_FACTORY"] = "core.redis.ClusterConnectionFactory"
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 AUTH_PASSWORD_VALIDATORS = [

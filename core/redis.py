@@ -1,5 +1,7 @@
 """The one Redis client of the project, the errors that mean "Redis is not there", and this
-process's view of Redis's health: one state machine every app shares (README "Architecture").
+process's view of Redis's health: one state machine per Redis server, shared by every app
+(README "Architecture"). On a single Redis that is one breaker for the process; on a Redis
+Cluster (REDIS_CLUSTER) one per primary (see "Per-node breakers" below).
 
 Every app reaches Redis through `redis_client()` and treats `REDIS_UNAVAILABLE` as an outage
 (not a bug). The state of the outage lives here and nowhere else:
@@ -32,9 +34,30 @@ Every app reaches Redis through `redis_client()` and treats `REDIS_UNAVAILABLE` 
 A process also notices a restart it never saw fail: every new connection asks the server's run
 id, and a new one is an outage (what the server wrote since its last fsync, and any change whose
 publish failed, may be missing), so the first connection after a restart fails on purpose.
+
+Per-node breakers (cluster mode). A dead primary is an outage of its slots only: its customers
+fail open, the others stay in Redis. So each primary ("host:port") has a breaker of its own,
+made at first use, and every function above takes an optional `key`, a Redis key (a customer's
+`tb:{42}:...`, a form limit's key): the breaker used is that of the primary serving the key's
+slot, read from the cluster client's slot map (no network I/O; a slot the map lost keeps the
+last primary seen serving it). On a single Redis the key is ignored: one breaker, as ever.
+- Callbacks are registered once and run for any breaker. While they run, `redis_recovering()`
+  is the recovering breaker in that thread, and notes taken or added without a key are its
+  own: node N's recovery republishes N's customers only, so it never touches a dead node, and
+  one dead node never holds back another's recovery.
+- Notes are per breaker: noting with a key notes for the key's primary.
+- Without a key in cluster mode (a call that cannot name one): `redis_is_marked_down()` and
+  `redis_outage_seen()` ask whether any primary's breaker is open / owes a recovery;
+  `redis_mark_down(error=...)` opens the breaker of the node the error's connection names, else
+  every known primary's; `redis_recovered()` and `redis_mark_up()` recover every breaker (a
+  process about to exit); `outage_notes_take()` outside a recovery takes every breaker's notes.
+- A breaker that owes a recovery and whose slots another primary took (a replica took over) is
+  reached through those keys no more: its recovery runs at the next successful contact with any
+  primary, and republishes to the keys' new primary.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -43,6 +66,8 @@ from typing import Callable, Hashable, Iterable
 import redis
 from django.conf import settings
 from django_redis import get_redis_connection
+
+from . import redis_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +92,22 @@ class RedisRestartedError(redis.exceptions.ConnectionError):
 
 
 class RedisHealth:
-    """UP, DOWN or RECOVERING (module docstring), with what this process owes Redis."""
+    """UP, DOWN or RECOVERING (module docstring), with what this process owes Redis: the one
+    Redis server, or (cluster mode) one primary, named by `name`."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "redis", callbacks: list[Callable[[], None]] | None = None) -> None:
+        self.name = name
         self._down_until = 0.0
         self._outage_seen = False
         self._failures = 0  # raised by every mark_down: a recovery that overlapped one is not final
-        self._callbacks: list[Callable[[], None]] = []
+        # Shared by every breaker of the process: a callback registered once runs for any of them.
+        self._callbacks: list[Callable[[], None]] = [] if callbacks is None else callbacks
         self._lock = threading.RLock()  # a callback may defer more work to the recovery it is in
         self._notes: dict[str, set] = {}
         self._notes_lock = threading.Lock()  # not the recovery's: noting never waits for one
-        self.run_ids: dict[tuple, str] = {}  # per server this process reached; new one: restarted
+
+    def __repr__(self) -> str:
+        return f"<RedisHealth {self.name}>"
 
     def is_marked_down(self) -> bool:
         return time.monotonic() < self._down_until
@@ -97,7 +127,8 @@ class RedisHealth:
         """Redis answered: run the recovery callbacks once if this process had seen an outage.
 
         A callback that meets Redis gone again marks it down and leaves the outage open, so the
-        callbacks run again at the next successful contact."""
+        callbacks run again at the next successful contact. While they run, `recovering()` is
+        this breaker in this thread: what they take and note without a key is this node's."""
         self._down_until = 0.0
         if not self._outage_seen:
             return
@@ -105,16 +136,19 @@ class RedisHealth:
             if not self._outage_seen:
                 return
             failures = self._failures
+            token = _recovering.set(self)
             try:
                 for callback in self._callbacks:
                     callback()
             except REDIS_UNAVAILABLE:
                 self.mark_down()
                 return
+            finally:
+                _recovering.reset(token)
             if failures != self._failures:
                 return  # another thread met Redis gone meanwhile: recover again next time
             self._outage_seen = False
-        logger.info("redis is reachable again")
+        logger.info("redis is reachable again (%s)", self.name)
 
     def recovered(self) -> bool:
         """True unless this process saw an outage and Redis is still away for its recovery.
@@ -164,27 +198,204 @@ class RedisHealth:
         self._outage_seen = False
         with self._notes_lock:
             self._notes.clear()
-        self.run_ids.clear()
 
 
-health = RedisHealth()
+# The breaker whose recovery callbacks run in this thread, if any (RedisHealth.mark_up).
+_recovering: contextvars.ContextVar[RedisHealth | None] = contextvars.ContextVar("redis_recovering", default=None)
 
-# The names every app uses.
-redis_is_marked_down = health.is_marked_down
-redis_outage_seen = health.outage_seen
-redis_mark_down = health.mark_down
-redis_mark_up = health.mark_up
-redis_recovered = health.recovered
-redis_defer_to_recovery = health.defer_to_recovery
-on_recovery = health.on_recovery
-outage_note = health.note
-outage_note_first = health.note_first
-outage_notes_take = health.notes_take
-redis_state_reset = health.reset
+_callbacks: list[Callable[[], None]] = []
+health = RedisHealth("redis", _callbacks)  # single Redis: the one breaker of the process
+_nodes: dict[str, RedisHealth] = {}  # cluster mode: one per primary, by "host:port", made on first use
+_nodes_lock = threading.Lock()
+_slot_owners: dict[int, str] = {}  # the last primary seen serving a slot: named even once it is gone
+_orphans: set[RedisHealth] = set()  # breakers owing a recovery whose slots another primary took
+_run_ids: dict[tuple, str] = {}  # per server this process reached; a new one: it restarted
+UNRESOLVED = "unresolved"  # cluster mode, before the client has a slot map
+
+
+def _cluster() -> bool:
+    return bool(getattr(settings, "REDIS_CLUSTER", False))
+
+
+def _node(name: str) -> RedisHealth:
+    breaker = _nodes.get(name)
+    if breaker is None:
+        with _nodes_lock:
+            breaker = _nodes.setdefault(name, RedisHealth(name, _callbacks))
+    return breaker
+
+
+def redis_node_name(key: str) -> str:
+    """The "host:port" of the primary serving `key`'s slot, from the cluster client's slot map
+    (no network I/O; the last owner seen if the map lost the slot)."""
+    client = redis_cluster.cluster_client_if_made()
+    if client is None:
+        return UNRESOLVED
+    slot = client.keyslot(key)
+    try:
+        name = client.nodes_manager.get_node_from_slot(slot).name
+    except redis.exceptions.SlotNotCoveredError:
+        return _slot_owners.get(slot, UNRESOLVED)
+    previous = _slot_owners.get(slot)
+    if previous != name:
+        _slot_owners[slot] = name
+        moved_from = _nodes.get(previous) if previous is not None else None
+        if moved_from is not None and moved_from.outage_seen():
+            _orphans.add(moved_from)  # a replica took over, or the slot moved (redis_recovered)
+    return name
+
+
+def redis_breaker(key: str | None = None) -> RedisHealth | None:
+    """The breaker of `key` (a Redis key): the process's one breaker on a single Redis, the
+    breaker of the key's primary in cluster mode; None in cluster mode without a key."""
+    if not _cluster():
+        return health
+    if key is None:
+        return None
+    return _node(redis_node_name(key))
+
+
+def _breakers() -> list[RedisHealth]:
+    return [health] if not _cluster() else list(_nodes.values())
+
+
+def redis_breakers_down() -> list[RedisHealth]:
+    """The breakers open now (cluster mode: the primaries this process is skipping)."""
+    return [breaker for breaker in _breakers() if breaker.is_marked_down()]
+
+
+def redis_is_marked_down(key: str | None = None) -> bool:
+    """Is the breaker of `key` open? Without a key in cluster mode: is any primary's?"""
+    breaker = redis_breaker(key)
+    if breaker is not None:
+        return breaker.is_marked_down()
+    return any(b.is_marked_down() for b in _breakers())
+
+
+def redis_outage_seen(key: str | None = None) -> bool:
+    """Has the breaker of `key` seen an outage not recovered yet? Without a key in cluster
+    mode: has any primary's?"""
+    breaker = redis_breaker(key)
+    if breaker is not None:
+        return breaker.outage_seen()
+    return any(b.outage_seen() for b in _breakers())
+
+
+def redis_mark_down(key: str | None = None, *, error: BaseException | None = None) -> None:
+    """Open the breaker of `key`. Without a key in cluster mode: the primary the error names
+    (a cluster client's connection errors carry the node's connection), else every primary
+    this process knows (it cannot tell which one failed)."""
+    breaker = redis_breaker(key)
+    if breaker is not None:
+        breaker.mark_down()
+        return
+    conn = getattr(error, "connection", None)
+    if conn is not None and getattr(conn, "port", None) is not None:
+        _node(f"{conn.host}:{conn.port}").mark_down()
+        return
+    client = redis_cluster.cluster_client_if_made()
+    names = {node.name for node in client.get_primaries()} if client is not None else set()
+    for name in names | set(_nodes) or {UNRESOLVED}:
+        _node(name).mark_down()
+
+
+def redis_mark_up(key: str | None = None) -> None:
+    """Redis (the primary of `key`; without one, every breaker) answered: close the breaker and
+    run the recovery owed to it."""
+    breaker = redis_breaker(key)
+    for b in [breaker] if breaker is not None else _breakers():
+        b.mark_up()
+
+
+def redis_recovered(key: str | None = None) -> bool:
+    """True unless the breaker of `key` saw an outage and its Redis is still away for the
+    recovery. Without a key in cluster mode every breaker that saw one recovers (a process
+    about to exit), True if all did."""
+    breaker = redis_breaker(key)
+    if breaker is not None:
+        recovered = breaker.recovered()
+        if recovered and _orphans:
+            _orphans_recover()
+        return recovered
+    return all([b.recovered() for b in _breakers()])
+
+
+def _orphans_recover() -> None:
+    """A breaker that owes a recovery and lost slots to another primary (a replica took over,
+    the slots moved) may never be reached through those keys again: its recovery runs at the
+    next successful contact elsewhere, and what it republishes goes to the keys' new primary."""
+    for orphan in list(_orphans):
+        if orphan.recovered():
+            _orphans.discard(orphan)
+
+
+def redis_defer_to_recovery(keep: Callable[[], None], key: str | None = None) -> bool:
+    """If the breaker of `key` has seen an outage, run `keep` under its recovery lock (so a
+    recovery either collects it or has finished first) and return True. Without a key in
+    cluster mode: the first breaker that has seen one."""
+    breaker = redis_breaker(key)
+    if breaker is not None:
+        return breaker.defer_to_recovery(keep)
+    return any(b.defer_to_recovery(keep) for b in _breakers() if b.outage_seen())
+
+
+def on_recovery(callback: Callable[[], None]) -> Callable[[], None]:
+    """Register `callback` to run when this process reaches a Redis (a primary) after its
+    outage; `redis_recovering()` names which."""
+    return health.on_recovery(callback)
+
+
+def redis_recovering() -> RedisHealth | None:
+    """The breaker whose recovery runs in this thread (for a recovery callback), else None."""
+    return _recovering.get()
+
+
+def _notes_of(key: str | None) -> list[RedisHealth]:
+    breaker = redis_breaker(key) if key is not None else (_recovering.get() or redis_breaker())
+    if breaker is not None:
+        return [breaker]
+    return [b for b in _breakers() if b.outage_seen()] or _breakers() or [_node(UNRESOLVED)]
+
+
+def outage_note(kind: str, items: Iterable[Hashable], key: str | None = None) -> None:
+    """Note `items` for the recovery of `key`'s breaker; without a key, of the recovery running
+    in this thread, else (cluster mode) of every breaker that saw an outage."""
+    items = list(items)
+    for breaker in _notes_of(key):
+        breaker.note(kind, items)
+
+
+def outage_note_first(kind: str, item: Hashable, key: str | None = None) -> bool:
+    """Note `item` (as outage_note); True if it was not noted yet since the last take."""
+    return any([breaker.note_first(kind, item) for breaker in _notes_of(key)])
+
+
+def outage_notes_take(kind: str, key: str | None = None) -> set:
+    """Take the notes of `kind`: of `key`'s breaker; without a key, of the recovery running in
+    this thread (a callback takes its node's notes only), else of every breaker."""
+    if key is None and _recovering.get() is None and _cluster():
+        taken: set = set()
+        for breaker in _breakers():
+            taken |= breaker.notes_take(kind)
+        return taken
+    return set().union(*(breaker.notes_take(kind) for breaker in _notes_of(key)))
+
+
+def redis_state_reset() -> None:
+    """Every breaker back to UP without running a recovery, forgetting notes and run ids (tests)."""
+    health.reset()
+    with _nodes_lock:
+        for breaker in _nodes.values():
+            breaker.reset()
+        _nodes.clear()
+    _slot_owners.clear()
+    _orphans.clear()
+    _run_ids.clear()
 
 
 def redis_client() -> redis.Redis | redis.cluster.RedisCluster:
-    """The shared client; in cluster mode (REDIS_CLUSTER) a RedisCluster (core.redis_cluster)."""
+    """The shared client; in cluster mode (REDIS_CLUSTER) a RedisCluster, the one
+    ClusterConnectionFactory gives the cache too (core.redis_cluster)."""
     client = get_redis_connection("default")
     if settings.REDIS_CLUSTER:
         return client  # the hook is on every node's connections already
@@ -213,7 +424,31 @@ def run_id_check(conn: redis.connection.AbstractConnection) -> None:
     text = info.decode() if isinstance(info, bytes) else str(info)
     run_id = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("run_id:")), "")
     server = (getattr(conn, "host", None), getattr(conn, "port", None), getattr(conn, "path", None))
-    previous, health.run_ids[server] = health.run_ids.get(server), run_id
+    previous, _run_ids[server] = _run_ids.get(server), run_id
     if previous is not None and previous != run_id:
-        redis_mark_down()
+        # Cluster mode: the restarted primary's breaker only (named by host and port).
+        breaker = _node(f"{conn.host}:{conn.port}") if _cluster() else health
+        breaker.mark_down()
         raise RedisRestartedError("Redis restarted since this process last reached it")
+
+
+def redis_cluster_client_new() -> redis.cluster.RedisCluster:
+    """A cluster client with pools of its own (the commit batcher's), restarts checked as on
+    the shared one."""
+    return redis_cluster.cluster_client_new(on_connect=run_id_check)
+
+
+class ClusterConnectionFactory:
+    """django-redis connection factory for cluster mode (config/settings.py): every cache
+    client gets the process's one cluster client, whatever server of LOCATION django-redis asks
+    for, so `redis_client()` and `django.core.cache` share one set of per-node pools."""
+
+    def __init__(self, options: dict) -> None:
+        self.options = options
+
+    def connect(self, url: str) -> redis.cluster.RedisCluster:
+        return redis_cluster.cluster_client(on_connect=run_id_check)
+
+    def disconnect(self, connection: redis.cluster.RedisCluster) -> None:
+        """django-redis closing "its" connection must not close the one every app shares; the
+        per-node pools reconnect on their own."""

@@ -2,9 +2,9 @@
 `redis.cluster.RedisCluster`, built here from REDIS_URL (one node, or a comma-separated list of
 seed nodes; a cluster has database 0 only, so a database number in the URL is ignored).
 
-Django's cache reaches it too: `ClusterConnectionFactory` is the django-redis connection factory
-of the "default" cache in cluster mode, and hands django-redis the same process-wide client, so
-`redis_client()` (core.redis) and `django.core.cache` share one set of per-node pools.
+Django's cache reaches it too: core.redis's `ClusterConnectionFactory`, the django-redis connection
+factory of the "default" cache in cluster mode, hands django-redis the same process-wide client,
+so `redis_client()` and `django.core.cache` share one set of per-node pools.
 
 Every key the app writes carries one customer's {hash tag} (or is a single key), so a script
 or a MULTI never spans two slots; pipelines without MULTI are split per node by redis-py.
@@ -12,7 +12,7 @@ or a MULTI never spans two slots; pipelines without MULTI are split per node by 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import redis
 from django.conf import settings
@@ -20,8 +20,6 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
 from redis.retry import Retry
-
-from .redis import run_id_check
 
 _lock = threading.Lock()
 _shared: RedisCluster | None = None
@@ -47,9 +45,10 @@ def cluster_seeds(urls: str) -> tuple[list[ClusterNode], dict[str, Any]]:
     return nodes, options
 
 
-def cluster_client_new() -> RedisCluster:
-    """A cluster client with pools of its own and the cache's timeouts, every node's new
-    connections checked for a restart (core.redis.run_id_check)."""
+def cluster_client_new(*, on_connect: Callable[[Any], None]) -> RedisCluster:
+    """A cluster client with pools of its own and the cache's timeouts; `on_connect` runs on
+    every node's new connections after RedisCluster's own setup (core.redis checks the server's
+    run id there, to notice a restart)."""
     cache_options = settings.CACHES["default"].get("OPTIONS", {})
     nodes, options = cluster_seeds(settings.REDIS_URL)
     pool_kwargs = cache_options.get("CONNECTION_POOL_KWARGS", {})
@@ -62,18 +61,24 @@ def cluster_client_new() -> RedisCluster:
         # a dead primary costs its callers one connect timeout each, not redis-py's default
         # seconds of backoff (they fail open; README "The metered API").
         retry=Retry(NoBackoff(), 1),
-        redis_connect_func=run_id_check,  # after RedisCluster's own connection setup
+        redis_connect_func=on_connect,
         **options,
     )
 
 
-def cluster_client() -> RedisCluster:
+def cluster_client(*, on_connect: Callable[[Any], None]) -> RedisCluster:
     """The process-wide cluster client (thread-safe: its per-node pools are)."""
     global _shared
     if _shared is None:
         with _lock:
             if _shared is None:
-                _shared = cluster_client_new()
+                _shared = cluster_client_new(on_connect=on_connect)
+    return _shared
+
+
+def cluster_client_if_made() -> RedisCluster | None:
+    """The process-wide client if one was made (its slot map names a key's primary without
+    network I/O: core.redis's per-node breakers), else None; never connects."""
     return _shared
 
 
@@ -85,18 +90,3 @@ def cluster_client_reset() -> None:
         shared, _shared = _shared, None
     if shared is not None:
         shared.close()
-
-
-class ClusterConnectionFactory:
-    """django-redis connection factory for cluster mode: every cache client gets the shared
-    cluster client, whatever server of LOCATION django-redis asks for."""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
-
-    def connect(self, url: str) -> RedisCluster:
-        return cluster_client()
-
-    def disconnect(self, connection: RedisCluster) -> None:
-        """django-redis closing "its" connection must not close the one every app shares; the
-        per-node pools reconnect on their own."""

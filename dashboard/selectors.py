@@ -196,12 +196,13 @@ RECENT_DAYS = 90
 
 def _redis_unflushed(customer_id: int, today: date) -> dict[tuple[int, str, str], int] | None:
     """Counts not yet flushed, one Redis round trip; None when Redis cannot be read."""
-    if connection.redis_is_marked_down():
+    node_key = connection.customer_key(customer_id, "ver")  # on a cluster: its primary's breaker
+    if connection.redis_is_marked_down(node_key):
         return None
     try:
         return usage_redis_read(customer_ids=[customer_id], day=today)[customer_id].unflushed
     except connection.UNAVAILABLE:
-        connection.redis_mark_down()
+        connection.redis_mark_down(node_key)
         return None
 
 

@@ -10,6 +10,9 @@ away the queue is kept for the first send after the outage, up to MAX_QUEUED_COM
 
 The same thread closes this process's quota leases (metering/leases.py) as soon as they expire or
 are used up: their lease_close.lua scripts join the pipeline.
+
+On a Redis Cluster the queue is sent as one pipeline per primary, each behind that primary's
+breaker (core.redis): a primary that is down keeps only its own customers' commits and closes.
 """
 from __future__ import annotations
 
@@ -23,8 +26,7 @@ from datetime import date
 import redis
 from django.conf import settings
 
-from core.redis_cluster import cluster_client_new
-
+from core.redis import RedisHealth, redis_breaker, redis_breakers_down
 from . import connection, leases
 from .usage_fields import PENDING_TTL_SECONDS, last_used_field, open_calls_key
 
@@ -32,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # Commits waiting for Redis beyond this many calls are dropped (those calls go unbilled).
 MAX_QUEUED_COMMITS = 100_000
+# Cluster mode, one primary down: how often the committer sends the others' due lease closes.
+CLUSTER_DOWN_POLL_SECONDS = 0.05
 
 _commits: dict[tuple[str, str], list[str]] = {}
 _commits_queued = 0
@@ -61,6 +65,8 @@ def meter_commits_send(*, leases_all: bool = False) -> int:
     every METERING_COMMIT_SECONDS, and as soon as a lease expires; the flush and process exit
     call it too, the exit with `leases_all`: every lease is closed). Returns calls billed."""
     global _commits_queued
+    if settings.REDIS_CLUSTER:
+        return _commits_send_per_primary(leases_all)
     if connection.redis_is_marked_down():
         return 0  # kept for the first send after the outage
     with _commits_lock:
@@ -79,6 +85,42 @@ def meter_commits_send(*, leases_all: bool = False) -> int:
         return 0
 
 
+def _commits_send_per_primary(leases_all: bool) -> int:
+    """meter_commits_send on a cluster: one pipeline per primary, each behind that primary's
+    breaker (core.redis). What a primary that is down (or fails now) should take is kept for the
+    next send, the rest is billed: one dead primary holds back its own customers only."""
+    global _commits_queued
+    with _commits_lock:
+        batch = dict(_commits)
+        _commits.clear()
+        _commits_queued = 0
+    closes = leases.leases_close_due(everything=leases_all)
+    if not batch and not closes:
+        return 0
+    # Every key of a send carries one customer's hash tag: its first names the primary.
+    groups: dict[RedisHealth, tuple[dict, list]] = {}
+    for target, args in batch.items():
+        groups.setdefault(redis_breaker(target[0]), ({}, []))[0][target] = args
+    close_breakers = [redis_breaker(keys[0]) for keys, _ in closes]
+    for breaker, close in zip(close_breakers, closes):
+        groups.setdefault(breaker, ({}, []))[1].append(close)
+    billed, kept = 0, set()
+    for breaker, (part, part_closes) in groups.items():
+        if breaker.is_marked_down():
+            kept.add(breaker)
+            continue
+        try:
+            billed += _commits_run(part, part_closes)
+        except connection.UNAVAILABLE:
+            breaker.mark_down()
+            kept.add(breaker)
+    if kept:
+        _commits_requeue({t: a for breaker in kept for t, a in groups[breaker][0].items()})
+        # In their first order: a lease's closes all go to its customer's primary, in sequence.
+        leases.leases_requeue([close for breaker, close in zip(close_breakers, closes) if breaker in kept])
+    return billed
+
+
 def _sender() -> redis.Redis:
     """A client of its own for what this module sends, on a pool of its own with the shared
     client's settings (restart detection included): a batch in flight never holds the connection a
@@ -87,7 +129,7 @@ def _sender() -> redis.Redis:
     base = connection.redis_client()
     if _sender_client is None or _sender_base is not base:
         if isinstance(base, redis.cluster.RedisCluster):
-            _sender_client = cluster_client_new()  # pools of its own on every node
+            _sender_client = connection.redis_cluster_client_new()  # pools of its own on every node
         else:
             pool = base.connection_pool
             _sender_client = redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class,
@@ -108,7 +150,13 @@ def _commits_run(batch: dict[tuple[str, str], list[str]], closes: list[tuple[tup
         # Redis restarted or was flushed: load the scripts once and send only what failed (a
         # lease's closes keep their order: a residual's close comes after the one naming it).
         for lua in {id(lua): lua for lua, _, _ in missing}.values():
-            client.script_load(lua.script)
+            if isinstance(client, redis.cluster.RedisCluster):
+                # Only where it was missing: another primary may be down (one pipeline per primary).
+                for node in {client.get_node_from_key(keys[0]).name: client.get_node_from_key(keys[0])
+                             for _, keys, _ in missing}.values():
+                    client.execute_command("SCRIPT LOAD", lua.script, target_nodes=node)
+            else:
+                client.script_load(lua.script)
         replies = [r for r in replies if not isinstance(r, redis.exceptions.NoScriptError)]
         replies += _commits_pipeline(client, missing)
     for reply in replies:
@@ -156,7 +204,15 @@ def _committer_loop() -> None:
     while True:
         now = time.monotonic()
         # While Redis is away nothing is sent (meter_commits_send keeps it): no lease is due early.
-        due = next_commit if connection.redis_is_marked_down() else min(next_commit, leases.leases_next_deadline())
+        # On a cluster the other primaries' leases still are, but closes kept for a primary that is
+        # down make every deadline "now": wait a little between sends instead of spinning.
+        if not settings.REDIS_CLUSTER:
+            due = next_commit if connection.redis_is_marked_down() else min(next_commit, leases.leases_next_deadline())
+        else:
+            deadline = leases.leases_next_deadline()
+            if redis_breakers_down():
+                deadline = max(deadline, now + CLUSTER_DOWN_POLL_SECONDS)
+            due = min(next_commit, deadline)
         if due > now:
             _wake.wait(due - now)
             _wake.clear()

@@ -20,6 +20,7 @@ from core.redis import (  # noqa: F401 - re-exported
     outage_notes_take,
     redis_defer_to_recovery,
     redis_client,
+    redis_cluster_client_new,
     redis_is_marked_down,
     redis_mark_down,
     redis_mark_up,

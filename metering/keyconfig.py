@@ -96,7 +96,10 @@ def key_config_cached(raw_key: str) -> tuple[bool, KeyConfig | None]:
     known to match no active key; (False, None) when only a lookup can tell."""
     digest = key_hash(raw_key)
     hit = _local.get(digest)
-    if hit is not None and hit[1] > time.monotonic() and not connection.redis_outage_seen():
+    # Not trusted while the customer's Redis (on a cluster: its primary) owes a recovery: the
+    # recovery drops this cache, and the config may predate what that Redis missed.
+    if hit is not None and hit[1] > time.monotonic() and \
+            not connection.redis_outage_seen(connection.customer_key(hit[0].customer_id, "ver")):
         return True, hit[0]
     with _unknown_lock:
         if digest in _unknown:

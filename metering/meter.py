@@ -89,13 +89,14 @@ def meter_call(
         return _meter_test(config, raw_key, product, now, revalidate)
     result = None
     # After an outage this process first runs its recovery (core.redis); if Redis is gone
-    # again the call is metered in Postgres.
-    if not connection.redis_is_marked_down() and connection.redis_recovered():
+    # again the call is metered in Postgres. On a cluster: the breaker of the customer's primary.
+    node_key = connection.customer_key(config.customer_id, "ver")
+    if not connection.redis_is_marked_down(node_key) and connection.redis_recovered(node_key):
         try:
             result = _meter_in_redis(config, raw_key, product, now, revalidate,
                                      lease and settings.METERING_LEASES)
         except connection.UNAVAILABLE:
-            connection.redis_mark_down()
+            connection.redis_mark_down(node_key)
             # Redis failed under this very call: the config it brought may predate the outage.
             config = revalidate(key_config_reload(raw_key))
     if result is None:
@@ -141,7 +142,7 @@ def meter_refund(result: MeterResult) -> None:
         connection.run_script(connection.redis_client(), "refund", keys, (result.open_member,))
     except connection.UNAVAILABLE:
         # The call stays open: the flush releases it, unbilled, once Redis is back.
-        connection.redis_mark_down()
+        connection.redis_mark_down(keys[0])
 
 
 def _thresholds_announce(result: MeterResult) -> None:
@@ -259,7 +260,8 @@ def _call_shape(config: KeyConfig, product: str, day: date) -> tuple[tuple, tupl
 def _meter_test(config, raw_key, product, now, revalidate) -> MeterResult:
     """A test-mode key's call: its own limits in one round trip, never billed. Without Redis it
     is refused (503): test calls have no Postgres count to fall back on."""
-    if connection.redis_is_marked_down() or not connection.redis_recovered():
+    node_key = connection.customer_key(config.customer_id, "ver")
+    if connection.redis_is_marked_down(node_key) or not connection.redis_recovered(node_key):
         raise MeteringUnavailable()
     client = connection.redis_client()
     day = now.date()
@@ -269,7 +271,7 @@ def _meter_test(config, raw_key, product, now, revalidate) -> MeterResult:
         try:
             reply = connection.run_script(client, "meter_test", keys, (*args, member))
         except connection.UNAVAILABLE:
-            connection.redis_mark_down()
+            connection.redis_mark_down(node_key)
             raise MeteringUnavailable() from None
         outcome = reply[0]
         if outcome == Outcome.STALE:

@@ -102,18 +102,19 @@ class _RedisLive:
 def _redis_live(customer_id: int, day: date) -> _RedisLive | None:
     """One round trip: everything /v1/usage needs from Redis. Read before Postgres (see
     usage_redis_read)."""
-    if connection.redis_is_marked_down():
+    node_key = flush_generation_key(customer_id=customer_id)  # on a cluster: its primary's breaker
+    if connection.redis_is_marked_down(node_key):
         return None
     try:
         pipe = connection.redis_client().pipeline(transaction=False)
-        pipe.get(flush_generation_key(customer_id=customer_id))
+        pipe.get(node_key)
         pipe.get(usage_cache_key(customer_id=customer_id, day=day))
         pipe.hgetall(connection.customer_key(customer_id, "pending"))
         pipe.hgetall(connection.customer_key(customer_id, "inflight"))
         pipe.zrange(open_calls_key(customer_id=customer_id, day=day), 0, -1)
         generation, cache, pending, inflight, opened = pipe.execute()
     except connection.UNAVAILABLE:
-        connection.redis_mark_down()
+        connection.redis_mark_down(node_key)
         return None
     return _RedisLive(generation=(generation or b"0").decode(), cache=json.loads(cache) if cache else None,
                       pending=pending, inflight=inflight, opened=opened)
@@ -137,11 +138,11 @@ def _flushed(customer_id: int, start: date, end: date, live: _RedisLive | None, 
 
 def _flushed_remember(customer_id, start, generation, totals, applied) -> None:
     payload = {"generation": generation, "applied": applied, "rows": [[p, d, n] for (p, d), n in totals.items()]}
+    key = usage_cache_key(customer_id=customer_id, day=start)
     try:
-        connection.redis_client().set(usage_cache_key(customer_id=customer_id, day=start), json.dumps(payload),
-                                      ex=USAGE_CACHE_SECONDS)
+        connection.redis_client().set(key, json.dumps(payload), ex=USAGE_CACHE_SECONDS)
     except connection.UNAVAILABLE:
-        connection.redis_mark_down()
+        connection.redis_mark_down(key)
 
 
 def _unflushed(live: _RedisLive | None, applied: str) -> list[tuple[str, str, int]]:

@@ -13,8 +13,10 @@ from django.db.models.expressions import RawSQL
 from django.conf import settings
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from redis.cluster import RedisCluster
 
 from accounts.models import ApiKey, Customer
+from core.redis import redis_breaker
 
 from . import connection
 from .batcher import meter_commits_send
@@ -55,15 +57,16 @@ def usage_add(
 def _flush_generation_raise(customer_id: int) -> None:
     """Postgres totals changed outside a flush: drop /v1/usage's cached copy (best effort; the
     copy lives USAGE_CACHE_SECONDS at most)."""
-    if connection.redis_is_marked_down():
+    key = flush_generation_key(customer_id=customer_id)
+    if connection.redis_is_marked_down(key):
         return
     try:
         pipe = connection.redis_client().pipeline(transaction=False)
-        pipe.incr(flush_generation_key(customer_id=customer_id))
-        pipe.expire(flush_generation_key(customer_id=customer_id), INFLIGHT_TTL_SECONDS)
+        pipe.incr(key)
+        pipe.expire(key, INFLIGHT_TTL_SECONDS)
         pipe.execute()
     except connection.UNAVAILABLE:
-        connection.redis_mark_down()
+        connection.redis_mark_down(key)
 
 
 @dataclass(frozen=True)
@@ -83,17 +86,39 @@ def usage_flush() -> FlushReport:
     """
     customer_ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))
     customers = calls = skipped = 0
-    for start in range(0, len(customer_ids), FLUSH_BATCH):
-        _open_calls_release(customer_ids[start:start + FLUSH_BATCH])
-        for customer_id, batch in usage_batches_take(customer_ids=customer_ids[start:start + FLUSH_BATCH]):
-            applied = usage_batch_apply(customer_id=customer_id, batch=batch)
-            usage_batch_release(customer_id=customer_id, flush_id=batch["__id"])
-            if applied is None:
-                skipped += 1
-            else:
-                customers += 1
-                calls += applied
+    failed: BaseException | None = None
+    connection.redis_client()  # on a cluster: its slot map names each customer's primary
+    # One group per primary (one on a single Redis): a dead primary fails its own customers'
+    # pipelines only; the others are flushed, then its error is raised (the next flush takes them).
+    for group in _by_primary(customer_ids):
+        try:
+            for start in range(0, len(group), FLUSH_BATCH):
+                _open_calls_release(group[start:start + FLUSH_BATCH])
+                for customer_id, batch in usage_batches_take(customer_ids=group[start:start + FLUSH_BATCH]):
+                    applied = usage_batch_apply(customer_id=customer_id, batch=batch)
+                    usage_batch_release(customer_id=customer_id, flush_id=batch["__id"])
+                    if applied is None:
+                        skipped += 1
+                    else:
+                        customers += 1
+                        calls += applied
+        except connection.UNAVAILABLE as error:
+            failed = failed or error
+            logger.warning("usage flush: a Redis primary is unavailable; %d customers wait for the next flush",
+                           len(group))
+    if failed is not None:
+        raise failed
     return FlushReport(customers=customers, calls=calls, batches_skipped=skipped)
+
+
+def _by_primary(customer_ids: list[int]) -> list[list[int]]:
+    """The customers grouped by the breaker of their primary (core.redis), in order: one group
+    on a single Redis."""
+    groups: dict[int, list[int]] = {}
+    for customer_id in customer_ids:
+        breaker = redis_breaker(connection.customer_key(customer_id, "ver"))
+        groups.setdefault(id(breaker), []).append(customer_id)
+    return list(groups.values())
 
 
 def _open_calls_release(customer_ids: list[int]) -> None:
@@ -102,12 +127,27 @@ def _open_calls_release(customer_ids: list[int]) -> None:
     release = connection.script("open_expire")
     max_age_ms = settings.METERING_CALL_MAX_SECONDS * 1000
     client = connection.redis_client()
-    connection.scripts_ready(client, "open_expire")
+    _scripts_ready(client, customer_ids, "open_expire")
     pipe = client.pipeline(transaction=False)
     for customer_id in customer_ids:
         for open_key, month_key in open_calls_keys(customer_id=customer_id, day=timezone.now().date()):
             release(keys=[open_key, month_key], args=[max_age_ms], client=pipe)
     pipe.execute()
+
+
+def _scripts_ready(client, customer_ids: list[int], *names: str) -> None:
+    """connection.scripts_ready on the primaries of `customer_ids` only (a pipeline of this module
+    is sent to one primary's customers at a time, _by_primary): another primary may be down."""
+    if not isinstance(client, RedisCluster) or not customer_ids:
+        return
+    nodes = {node.name: node for node in (client.get_node_from_key(connection.customer_key(customer_id, "ver"))
+                                          for customer_id in customer_ids)}
+    scripts = [connection.script(name) for name in names]
+    for node in nodes.values():
+        exists = client.execute_command("SCRIPT EXISTS", *(lua.sha for lua in scripts), target_nodes=node)
+        for lua, known in zip(scripts, exists):
+            if not known:
+                client.execute_command("SCRIPT LOAD", lua.script, target_nodes=node)
 
 
 def usage_batches_take(*, customer_ids: list[int]) -> list[tuple[int, dict[str, str]]]:
@@ -119,7 +159,7 @@ def usage_batches_take(*, customer_ids: list[int]) -> list[tuple[int, dict[str, 
     meter_commits_send(leases_all=True)
     take = connection.script("flush_take")
     client = connection.redis_client()
-    connection.scripts_ready(client, "flush_take")
+    _scripts_ready(client, customer_ids, "flush_take")
     pipe = client.pipeline(transaction=False)
     for customer_id in customer_ids:
         take(
@@ -215,25 +255,28 @@ def customer_config_bump(*, customer_ids: list[int], month_reset: bool = False) 
 
 def _versions_publish(customer_ids: list[int], *, month_reset: bool) -> None:
     # Until this process has run its recovery, what it publishes waits for it (with the month
-    # counters reset): published alone, a version would hide that Redis missed calls.
-    if connection.redis_defer_to_recovery(lambda: _unpublished_add(customer_ids)):
-        return
-    try:
-        _versions_send(customer_ids, month_reset=month_reset)
-    except connection.UNAVAILABLE:
-        connection.redis_mark_down()
-        _unpublished_add(customer_ids)
-        logger.warning("could not publish config versions for %d customers; retried when Redis is back",
-                       len(customer_ids))
+    # counters reset): published alone, a version would hide that Redis missed calls. On a
+    # cluster, per primary: one that is down holds back its own customers only.
+    for group in _by_primary(customer_ids):
+        key = connection.customer_key(group[0], "ver")
+        if connection.redis_defer_to_recovery(lambda: _unpublished_add(group), key):
+            continue
+        try:
+            _versions_send(group, month_reset=month_reset)
+        except connection.UNAVAILABLE:
+            connection.redis_mark_down(key)
+            _unpublished_add(group)
+            logger.warning("could not publish config versions for %d customers; retried when Redis is back",
+                           len(group))
 
 
 def _versions_send(customer_ids: list[int], *, month_reset: bool) -> None:
     """Raise each customer's version in Redis (never backwards). With `month_reset`, also drop
     this month's counter: it was not kept while Redis was away, so the next call rebuilds it."""
-    versions = Customer.objects.filter(pk__in=customer_ids).values_list("pk", "config_version")
+    versions = list(Customer.objects.filter(pk__in=customer_ids).values_list("pk", "config_version"))
     raise_version = connection.script("version_raise")
     client = connection.redis_client()
-    connection.scripts_ready(client, "version_raise")
+    _scripts_ready(client, [customer_id for customer_id, _ in versions], "version_raise")
     pipe = client.pipeline(transaction=False)
     day = timezone.now().date()
     for customer_id, version in versions:
@@ -256,7 +299,9 @@ COUNTED_IN_POSTGRES = "metering.counted_in_postgres"
 
 
 def _unpublished_add(customer_ids: list[int]) -> None:
-    connection.outage_note(UNPUBLISHED, customer_ids)
+    # Noted for the recovery of each customer's primary (one breaker on a single Redis).
+    for group in _by_primary(customer_ids):
+        connection.outage_note(UNPUBLISHED, group, connection.customer_key(group[0], "ver"))
 
 
 def customer_counted_in_postgres(*, customer_id: int) -> None:
@@ -264,7 +309,7 @@ def customer_counted_in_postgres(*, customer_id: int) -> None:
     outage, raise its config version: whichever worker next meets it in Redis (this process's
     retry below, or any worker that reloads the config) rebuilds the month counter from
     Postgres, so the calls counted here are never missing from the hard cap."""
-    if connection.outage_note_first(COUNTED_IN_POSTGRES, customer_id):
+    if connection.outage_note_first(COUNTED_IN_POSTGRES, customer_id, connection.customer_key(customer_id, "ver")):
         customer_config_bump(customer_ids=[customer_id], month_reset=True)
 
 
@@ -272,7 +317,8 @@ def customer_counted_in_postgres(*, customer_id: int) -> None:
 def config_versions_republish() -> None:
     """Redis is back: publish what could not be published and reset the month counters it
     kept for those customers. Raises connection.UNAVAILABLE (and keeps the list) if it is
-    gone again."""
+    gone again. On a cluster it runs per primary and takes that primary's notes only (core.redis):
+    it never sends to another, possibly dead, one."""
     customer_ids = sorted(connection.outage_notes_take(UNPUBLISHED))
     connection.outage_notes_take(COUNTED_IN_POSTGRES)
     if not customer_ids:

@@ -173,12 +173,13 @@ def _live_rows(customer_id: int, usage_range: UsageRange, now: datetime) -> Iter
 def _unflushed_by_day(customer_id: int, usage_range: UsageRange, now: datetime) -> dict[date, dict]:
     """Calls counted and not yet on record, per day and (product, key id); empty when Redis
     cannot be read (the export is then as recorded, at most a minute behind)."""
-    if connection.redis_is_marked_down():
+    node_key = connection.customer_key(customer_id, "ver")  # on a cluster: its primary's breaker
+    if connection.redis_is_marked_down(node_key):
         return {}
     try:
         held = usage_redis_read(customer_ids=[customer_id], day=now.date())[customer_id].unflushed
     except connection.UNAVAILABLE:
-        connection.redis_mark_down()
+        connection.redis_mark_down(node_key)
         return {}
     by_day: dict[date, dict] = defaultdict(lambda: defaultdict(int))
     for (key_id, product, day_iso), calls in held.items():
@@ -206,7 +207,8 @@ def _test_rows(customer_id: int, usage_range: UsageRange) -> Iterator[UsageRow]:
     """Test calls per day and product, from the per-month counts test mode keeps. Raises
     TestUsageUnavailable when they cannot be read."""
     months = sorted({(usage_range.first + timedelta(days=i)).replace(day=1) for i in range(usage_range.days)})
-    if connection.redis_is_marked_down():
+    node_key = connection.customer_key(customer_id, "ver")  # test mode's keys carry the same hash tag
+    if connection.redis_is_marked_down(node_key):
         raise TestUsageUnavailable()
     try:
         pipe = connection.redis_client().pipeline(transaction=False)
@@ -214,7 +216,7 @@ def _test_rows(customer_id: int, usage_range: UsageRange) -> Iterator[UsageRow]:
             pipe.hgetall(testmode.usage_key(customer_id=customer_id, day=month))
         replies = pipe.execute()
     except connection.UNAVAILABLE:
-        connection.redis_mark_down()
+        connection.redis_mark_down(node_key)
         raise TestUsageUnavailable() from None
     rows = []
     for month, raw in zip(months, replies):

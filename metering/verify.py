@@ -126,7 +126,7 @@ def _call_reserve(result: MeterResult) -> str | None:
     try:
         connection.redis_client().set(_ticket_key(customer_id, secret), json.dumps(ticket), ex=ttl)
     except connection.UNAVAILABLE:
-        connection.redis_mark_down()
+        connection.redis_mark_down(_ticket_key(customer_id, secret))
         return None
     return f"call_{customer_id}_{secret}"
 
@@ -168,11 +168,12 @@ def call_settle(*, product: str, call: str, status_code: int) -> bool:
         raise UnknownCall()
     customer_id, secret = int(match[1]), match[2]
     # As meter_call: after an outage, this process runs its recovery before anything else.
-    if connection.redis_is_marked_down() or not connection.redis_recovered():
+    ticket_key = _ticket_key(customer_id, secret)  # on a cluster: the breaker of its primary
+    if connection.redis_is_marked_down(ticket_key) or not connection.redis_recovered(ticket_key):
         raise ServiceUnavailable()
     (open_now, month_now), (open_before, month_before) = open_calls_keys(
         customer_id=customer_id, day=timezone.now().date())
-    keys = (_ticket_key(customer_id, secret), connection.customer_key(customer_id, "pending"),
+    keys = (ticket_key, connection.customer_key(customer_id, "pending"),
             open_now, month_now, open_before, month_before)
     args = (product, "1" if 200 <= status_code < 300 else "0", int(settings.METERING_CALL_MAX_SECONDS * 1000),
             PENDING_TTL_SECONDS)
@@ -180,7 +181,7 @@ def call_settle(*, product: str, call: str, status_code: int) -> bool:
         outcome = connection.run_script(connection.redis_client(), "settle", keys, args)
     except connection.UNAVAILABLE:
         # The call stays open; the service may retry, or the flush releases it once Redis is back.
-        connection.redis_mark_down()
+        connection.redis_mark_down(ticket_key)
         raise ServiceUnavailable() from None
     if outcome in SETTLE_REFUSALS:
         raise SETTLE_REFUSALS[outcome]()

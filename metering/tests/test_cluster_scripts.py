@@ -90,7 +90,7 @@ def test_the_scripts_real_call_paths_run_on_a_cluster(settings, starter_plan):
         settings.REDIS_URL = cluster.url
         caches = {"default": {**settings.CACHES["default"]}}
         caches["default"]["OPTIONS"] = {**caches["default"]["OPTIONS"],
-                                        "CONNECTION_FACTORY": "core.redis_cluster.ClusterConnectionFactory"}
+                                        "CONNECTION_FACTORY": "core.redis.ClusterConnectionFactory"}
         settings.CACHES = caches
         cluster_client_reset()
         redis_state_reset()

@@ -156,10 +156,8 @@ def test_a_killed_primary_fails_its_customers_open_into_postgres_and_is_reseeded
     assert site.month_counter(x) == x_total
 
 
-# Known gap (issue 18, open): core/redis.py's outage breaker is one per process, so a customer on
-# a dead primary sends every customer of that process to Postgres for REDIS_RETRY_SECONDS, and
-# the recovery that follows touches every node. Not strict: a slow burst can outlast the breaker.
-@pytest.mark.xfail(reason="one outage breaker per process, not per cluster node (docs/decisions.md)")
+# One outage breaker per primary (core/redis.py): X's failures open the breaker of X's primary
+# only, and its recovery republishes X's customers only, so Y never meets the dead node.
 def test_a_killed_primary_leaves_the_customers_of_the_others_exact_in_redis(site):
     x, y, x_node = customers_on_two_primaries(site, per_minute_100())
     raw_x = api_key_issue(customer=x, name="k").raw
