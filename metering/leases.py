@@ -30,6 +30,10 @@ LEASE_MAX = 256
 # A lease used up before it expired asks for twice as many next time; one that expired with less
 # than a quarter used asks for half.
 LEASE_SHRINK_BELOW = 0.25
+# A lease that admitted fewer calls than this was more work than metering them alone (a bigger
+# script, then a close): the key's calls are metered alone, as with leases off, until it makes
+# LEASE_FIRST calls within one lease span again.
+LEASE_WORTH = LEASE_FIRST // 2
 MAX_SIZES_KEPT = 10_000
 # How long a thread waits for another thread's ask for a lease before metering its call alone.
 FETCH_WAIT_SECONDS = 0.05
@@ -72,7 +76,8 @@ _fetching: set[tuple] = set()  # keys whose lease one thread is asking Redis for
 _refused: dict[tuple, float] = {}  # keys whose last ask got no lease (near a limit), until when
 _closing: list[Lease] = []  # retired, waiting for their close (or their running calls)
 _requeued: list[tuple[tuple, tuple]] = []  # close scripts Redis did not take (outage), in order
-_sizes: dict[tuple, int] = {}
+_sizes: dict[tuple, int] = {}  # 1: metered alone (LEASE_WORTH)
+_alone: dict[tuple, tuple[float, int]] = {}  # keys metered alone: (span start, calls in it)
 # Set by the committer thread (metering/batcher.py): wakes it to close a lease now.
 ready_hook = None
 
@@ -110,8 +115,20 @@ def lease_want(key: tuple) -> int:
 
 
 def _want(key: tuple) -> int:
+    size_key = key[:1] + key[2:]
+    size = _sizes.get(size_key, LEASE_FIRST)
+    if size < 2:
+        now = time.monotonic()
+        start, calls = _alone.get(size_key, (now, 0))
+        if now - start >= lease_ms() / 1000:
+            start, calls = now, 0
+        if calls + 1 < LEASE_FIRST:
+            _alone[size_key] = (start, calls + 1)
+            return 1
+        _alone.pop(size_key, None)
+        size = _sizes[size_key] = LEASE_FIRST
     _fetching.add(key)
-    return _sizes.get(key[:1] + key[2:], LEASE_FIRST)
+    return size
 
 
 def _admit(key: tuple) -> tuple[Lease, int] | None:
@@ -223,9 +240,12 @@ def _retire(key: tuple, lease: Lease, now: float) -> None:
     _closing.append(lease)
     if len(_sizes) > MAX_SIZES_KEPT:
         _sizes.clear()  # sizes are relearned in a few leases: no need to keep them for old days
+        _alone.clear()
     size = _sizes.get(lease.size_key, LEASE_FIRST)
     if lease.admitted >= lease.units and now < lease.deadline:
         _sizes[lease.size_key] = min(LEASE_MAX, max(size, lease.units) * 2)
+    elif lease.admitted < LEASE_WORTH and lease.granted > 1:
+        _sizes[lease.size_key] = 1
     elif lease.admitted < lease.units * LEASE_SHRINK_BELOW:
         _sizes[lease.size_key] = max(2, size // 2)
 
@@ -279,10 +299,10 @@ def _wake() -> None:
 
 def _reset_after_fork() -> None:
     # The parent's leases are the parent's to close: a child starts with none.
-    global _lock, _fetched, _admitting, _fetching, _refused, _closing, _requeued, _sizes
+    global _lock, _fetched, _admitting, _fetching, _refused, _closing, _requeued, _sizes, _alone
     _lock = threading.Lock()
     _fetched = threading.Condition(_lock)
-    _admitting, _fetching, _refused, _closing, _requeued, _sizes = {}, set(), {}, [], [], {}
+    _admitting, _fetching, _refused, _closing, _requeued, _sizes, _alone = {}, set(), {}, [], [], {}, {}
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

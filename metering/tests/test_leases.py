@@ -273,6 +273,21 @@ def test_a_customer_far_from_its_limits_costs_under_a_tenth_of_a_command_per_cal
 
 
 @pytest.mark.django_db
+def test_a_key_whose_lease_served_few_calls_is_metered_alone_until_it_calls_often_again(settings):
+    settings.METERING_LEASES = True
+    customer = CustomerFactory(plan=roomy_plan())
+    raw = api_key_issue(customer=customer, name="k").raw
+    assert call(raw).lease is not None  # a key's first call asks for a lease of LEASE_FIRST
+    time.sleep(LEASE_MS / 1000 + 0.15)  # it expires with that one call used
+    quiet = [call(raw) for _ in range(leases.LEASE_FIRST - 1)]
+    assert [r.lease for r in quiet] == [None] * (leases.LEASE_FIRST - 1)  # alone, as with leases off
+    assert {r.store for r in quiet} == {"redis"}
+    assert call(raw).lease is not None  # LEASE_FIRST calls within one lease span: leased again
+    meter_commits_send(leases_all=True)
+    assert state(customer.pk) == {"billed": 9, "month": 9, "window": 9, "open": 0, "leases": 0}
+
+
+@pytest.mark.django_db
 def test_calls_under_a_lease_are_billed_by_their_answer(settings):
     settings.METERING_LEASES = True
     customer = CustomerFactory(plan=roomy_plan())
