@@ -40,6 +40,7 @@ CLUSTER_DOWN_POLL_SECONDS = 0.05
 _commits: dict[tuple[str, str], list[str]] = {}
 _commits_queued = 0
 _commits_lock = threading.Lock()
+_send_lock = threading.Lock()  # meter_commits_send
 _committer: threading.Thread | None = None
 _wake = threading.Event()
 _sender_client: redis.Redis | None = None
@@ -63,17 +64,19 @@ def commit_later(*, customer_id: int, day: date, open_member: str, field: str, k
 def meter_commits_send(*, leases_all: bool = False) -> int:
     """Send this process's queued commits and due lease closes now (the background thread does it
     every METERING_COMMIT_SECONDS, and as soon as a lease expires; the flush and process exit
-    call it too, the exit with `leases_all`: every lease is closed). Returns calls billed."""
-    global _commits_queued
-    if settings.REDIS_CLUSTER:
-        return _commits_send_per_primary(leases_all)
+    call it too, the exit with `leases_all`: every lease is closed). Returns calls billed.
+    One send at a time: a flush waits for the committer's batch in flight, so what this process
+    answered 2xx before the flush is in Redis when the flush takes it."""
+    with _send_lock:
+        if settings.REDIS_CLUSTER:
+            return _commits_send_per_primary(leases_all)
+        return _commits_send(leases_all)
+
+
+def _commits_send(leases_all: bool) -> int:
     if connection.redis_is_marked_down():
         return 0  # kept for the first send after the outage
-    with _commits_lock:
-        batch = dict(_commits)
-        _commits.clear()
-        _commits_queued = 0
-    closes = leases.leases_close_due(everything=leases_all)
+    batch, closes = _due_take(leases_all)
     if not batch and not closes:
         return 0
     try:
@@ -89,12 +92,7 @@ def _commits_send_per_primary(leases_all: bool) -> int:
     """meter_commits_send on a cluster: one pipeline per primary, each behind that primary's
     breaker (core.redis). What a primary that is down (or fails now) should take is kept for the
     next send, the rest is billed: one dead primary holds back its own customers only."""
-    global _commits_queued
-    with _commits_lock:
-        batch = dict(_commits)
-        _commits.clear()
-        _commits_queued = 0
-    closes = leases.leases_close_due(everything=leases_all)
+    batch, closes = _due_take(leases_all)
     if not batch and not closes:
         return 0
     # Every key of a send carries one customer's hash tag: its first names the primary.
@@ -119,6 +117,16 @@ def _commits_send_per_primary(leases_all: bool) -> int:
         # In their first order: a lease's closes all go to its customer's primary, in sequence.
         leases.leases_requeue([close for breaker, close in zip(close_breakers, closes) if breaker in kept])
     return billed
+
+
+def _due_take(leases_all: bool) -> tuple[dict[tuple[str, str], list[str]], list[tuple[tuple, tuple]]]:
+    """Take the queued commits and the lease closes due (every lease's with `leases_all`)."""
+    global _commits_queued
+    with _commits_lock:
+        batch = dict(_commits)
+        _commits.clear()
+        _commits_queued = 0
+    return batch, leases.leases_close_due(everything=leases_all)
 
 
 def _sender() -> redis.Redis:
@@ -232,8 +240,8 @@ def _commit_interval() -> float:
 
 def _committer_reset_after_fork() -> None:
     # The parent's queue and thread are not this process's: a child starts empty.
-    global _commits, _commits_queued, _commits_lock, _committer
-    _commits, _commits_queued, _commits_lock, _committer = {}, 0, threading.Lock(), None
+    global _commits, _commits_queued, _commits_lock, _send_lock, _committer
+    _commits, _commits_queued, _commits_lock, _send_lock, _committer = {}, 0, threading.Lock(), threading.Lock(), None
     _wake.clear()
 
 

@@ -9,8 +9,14 @@ import signal
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+from redis.cluster import RedisCluster
+
+from core.redis import redis_client, redis_state_reset
+from core.redis_cluster import cluster_client_reset
+from metering.keyconfig import key_config_forget_local
 from tests.servers import _wait_for_port, free_port
 
 
@@ -151,3 +157,30 @@ class LocalRedisCluster:
             self.kill(index)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextmanager
+def app_on_cluster(settings, local: LocalRedisCluster, *, seeds: list[str] | None = None):
+    """This process's app on `local` for one test (pytest-django's `settings`): cluster mode with
+    `seeds` (every node by default), Django's cache through the cluster factory, a fresh client,
+    fresh breakers and key configs, and an empty cluster. Yields the cluster client."""
+    settings.REDIS_CLUSTER = True
+    settings.REDIS_URL = ",".join(seeds or local.urls)
+    caches = {"default": {**settings.CACHES["default"]}}
+    caches["default"]["OPTIONS"] = {**caches["default"]["OPTIONS"],
+                                    "CONNECTION_FACTORY": "core.redis.ClusterConnectionFactory"}
+    settings.CACHES = caches  # Django drops its cache handlers: the next use gets the factory
+    _app_state_reset()
+    client = redis_client()
+    assert isinstance(client, RedisCluster)  # never FLUSHALL the test run's own Redis
+    client.flushall()  # every primary
+    try:
+        yield client
+    finally:
+        _app_state_reset()
+
+
+def _app_state_reset() -> None:
+    cluster_client_reset()
+    redis_state_reset()
+    key_config_forget_local()

@@ -7,21 +7,18 @@ from __future__ import annotations
 import time
 
 import pytest
-from redis.cluster import RedisCluster
 
 from core import redis as core_redis
 from core.redis import (
     on_recovery, outage_note, outage_note_first, outage_notes_take, redis_client, redis_is_marked_down,
     redis_mark_down, redis_outage_seen, redis_recovered, redis_recovering, redis_state_reset,
 )
-from core.redis_cluster import cluster_client_reset
 from metering import batcher, connection
 from metering.batcher import commit_later, meter_commits_send
-from metering.keyconfig import key_config_forget_local
 from metering.services import UNPUBLISHED, customer_config_bump
 from metering.usage_fields import open_calls_key
 from tests.factories import CustomerFactory
-from tests.redis_cluster import LocalRedisCluster
+from tests.redis_cluster import LocalRedisCluster, app_on_cluster
 
 pytestmark = pytest.mark.django_db
 
@@ -37,22 +34,8 @@ def local_cluster():
 @pytest.fixture
 def cluster(local_cluster, settings):
     """This test's settings in cluster mode, on a fresh client, fresh breakers, an empty cluster."""
-    settings.REDIS_CLUSTER = True
-    settings.REDIS_URL = ",".join(local_cluster.urls)  # every node a seed: one may be killed
-    caches = {"default": {**settings.CACHES["default"]}}
-    caches["default"]["OPTIONS"] = {**caches["default"]["OPTIONS"],
-                                    "CONNECTION_FACTORY": "core.redis.ClusterConnectionFactory"}
-    settings.CACHES = caches  # Django drops its cache handlers: the next use gets the factory
-    cluster_client_reset()
-    redis_state_reset()
-    key_config_forget_local()
-    client = redis_client()
-    assert isinstance(client, RedisCluster)  # never FLUSHALL the test run's own Redis
-    client.flushall()  # every primary
-    yield local_cluster
-    cluster_client_reset()
-    redis_state_reset()
-    key_config_forget_local()
+    with app_on_cluster(settings, local_cluster):  # every node a seed: one may be killed
+        yield local_cluster
 
 
 @pytest.fixture

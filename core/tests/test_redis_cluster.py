@@ -2,8 +2,6 @@
 form limits, locks and the cache, with customers whose keys live on every primary."""
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 from django.core.cache import cache
@@ -12,16 +10,14 @@ from rest_framework.test import APIClient
 
 from accounts.ratelimit import attempt_count
 from accounts.services import api_key_issue
-from core.redis import redis_client, redis_state_reset
-from core.redis_cluster import cluster_client_reset
+from core.redis import redis_client
 from metering import connection
-from metering.keyconfig import key_config_forget_local
 from metering.models import UsageRecord
 from metering.services import usage_flush
 from metering.tasks import usage_flush as usage_flush_task
 from plans.models import Plan
 from tests.factories import CustomerFactory
-from tests.redis_cluster import LocalRedisCluster
+from tests.redis_cluster import LocalRedisCluster, app_on_cluster
 
 pytestmark = pytest.mark.django_db
 
@@ -35,20 +31,8 @@ def local_cluster():
 @pytest.fixture
 def cluster(local_cluster, settings):
     """This test's settings in cluster mode, on a fresh client and an empty cluster."""
-    settings.REDIS_CLUSTER = True
-    settings.REDIS_URL = ",".join(local_cluster.urls[:2])  # seed nodes; the third is found
-    caches = {"default": {**settings.CACHES["default"]}}
-    caches["default"]["OPTIONS"] = {**caches["default"]["OPTIONS"],
-                                    "CONNECTION_FACTORY": "core.redis.ClusterConnectionFactory"}
-    settings.CACHES = caches  # Django drops its cache handlers: the next use gets the factory
-    cluster_client_reset()
-    redis_state_reset()
-    key_config_forget_local()
-    redis_client().flushall()  # every primary
-    yield local_cluster
-    cluster_client_reset()
-    redis_state_reset()
-    key_config_forget_local()
+    with app_on_cluster(settings, local_cluster, seeds=local_cluster.urls[:2]):  # the third is found
+        yield local_cluster
 
 
 def test_the_shared_client_and_the_cache_are_one_cluster_client(cluster):

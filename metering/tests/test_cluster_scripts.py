@@ -12,13 +12,11 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_issue
-from core.redis import redis_client, redis_state_reset
-from core.redis_cluster import cluster_client_reset
+from core.redis import redis_client
 from metering import connection, testmode, usage_fields
-from metering.keyconfig import key_config_forget_local
 from metering.tasks import usage_flush as usage_flush_task
 from tests.factories import CustomerFactory
-from tests.redis_cluster import LocalRedisCluster
+from tests.redis_cluster import LocalRedisCluster, app_on_cluster
 
 METERING = Path(connection.__file__).parent
 SCRIPTS = sorted(p.stem for p in connection.LUA_DIR.glob("*.lua") if p.stem != "window")
@@ -85,27 +83,13 @@ def test_every_script_call_site_passes_keys_from_the_customer_key_builders():
 
 @pytest.mark.django_db
 def test_the_scripts_real_call_paths_run_on_a_cluster(settings, starter_plan):
-    with LocalRedisCluster() as cluster:
-        settings.REDIS_CLUSTER = True
-        settings.REDIS_URL = cluster.url
-        caches = {"default": {**settings.CACHES["default"]}}
-        caches["default"]["OPTIONS"] = {**caches["default"]["OPTIONS"],
-                                        "CONNECTION_FACTORY": "core.redis.ClusterConnectionFactory"}
-        settings.CACHES = caches
-        cluster_client_reset()
-        redis_state_reset()
-        key_config_forget_local()
-        try:
-            customer = CustomerFactory(plan=starter_plan)
-            live = api_key_issue(customer=customer, name="live").raw
-            test = api_key_issue(customer=customer, name="test", test=True).raw
-            for raw in (live, test):
-                for _ in range(3):
-                    response = APIClient().get("/v1/geocode?q=Rome", HTTP_X_API_KEY=raw)
-                    assert response.status_code == 200, response.content
-            assert usage_flush_task.delay().get() == {"customers": 1, "calls": 3, "batches_skipped": 0}
-            assert redis_client().exists(testmode.usage_key(customer_id=customer.pk, day=date.today()))
-        finally:
-            cluster_client_reset()
-            redis_state_reset()
-            key_config_forget_local()
+    with LocalRedisCluster() as cluster, app_on_cluster(settings, cluster, seeds=[cluster.url]):
+        customer = CustomerFactory(plan=starter_plan)
+        live = api_key_issue(customer=customer, name="live").raw
+        test = api_key_issue(customer=customer, name="test", test=True).raw
+        for raw in (live, test):
+            for _ in range(3):
+                response = APIClient().get("/v1/geocode?q=Rome", HTTP_X_API_KEY=raw)
+                assert response.status_code == 200, response.content
+        assert usage_flush_task.delay().get() == {"customers": 1, "calls": 3, "batches_skipped": 0}
+        assert redis_client().exists(testmode.usage_key(customer_id=customer.pk, day=date.today()))

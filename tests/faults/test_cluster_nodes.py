@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 from django.utils import timezone
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 
 from accounts.services import api_key_issue
 from metering.connection import customer_key
@@ -54,7 +54,8 @@ class Site:
         return {int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
 
     def month_counter(self, customer) -> int | None:
-        client = RedisCluster.from_url(self.cluster.url)
+        # Every node a seed: the one a test killed may be any of them.
+        client = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", port) for port in self.cluster.ports])
         try:
             value = client.get(month_counter_key(customer_id=customer.pk, day=timezone.now().date()))
         finally:
@@ -66,7 +67,7 @@ class Site:
 def site(django_db_setup, tmp_path_factory):
     with LocalRedisCluster(tmp_path_factory.mktemp("cluster")) as cluster:
         # A cluster cannot be Celery's broker: the servers keep this test run's plain Redis for it.
-        env = {"REDIS_CLUSTER": "true", "REDIS_URL": cluster.url, "CELERY_BROKER_URL": settings.REDIS_URL,
+        env = {"REDIS_CLUSTER": "true", "REDIS_URL": ",".join(cluster.urls), "CELERY_BROKER_URL": settings.REDIS_URL,
                "DATABASE_URL": database_url()}
         with Gunicorn(workers=2, threads=8, env=env) as first, Gunicorn(workers=2, threads=8, env=env) as second:
             for server in (first, second):
