@@ -18,17 +18,11 @@ from metering.batcher import commit_later, meter_commits_send
 from metering.services import UNPUBLISHED, customer_config_bump
 from metering.usage_fields import open_calls_key
 from tests.factories import CustomerFactory
-from tests.redis_cluster import LocalRedisCluster, app_on_cluster
+from tests.redis_cluster import app_on_cluster
 
 pytestmark = pytest.mark.django_db
 
 KIND = "tests.node_breakers"
-
-
-@pytest.fixture(scope="module")
-def local_cluster():
-    with LocalRedisCluster() as local:
-        yield local
 
 
 @pytest.fixture

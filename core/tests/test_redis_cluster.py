@@ -17,15 +17,9 @@ from metering.services import usage_flush
 from metering.tasks import usage_flush as usage_flush_task
 from plans.models import Plan
 from tests.factories import CustomerFactory
-from tests.redis_cluster import LocalRedisCluster, app_on_cluster
+from tests.redis_cluster import app_on_cluster
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def local_cluster():
-    with LocalRedisCluster() as local:
-        yield local
 
 
 @pytest.fixture

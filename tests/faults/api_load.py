@@ -46,22 +46,28 @@ def call(url: str, raw: str, timeout: float = 30) -> Answer:
         return Answer(None, "", sent, time.time())
 
 
-def _burst(args: tuple[str, str, int, float]) -> list[Answer]:
-    url, raw, n, start_at = args
+def _urls(url: str | list[str]) -> list[str]:
+    """One server's URL, or several servers' (calls are dealt over them in turn)."""
+    return [url] if isinstance(url, str) else list(url)
+
+
+def _burst(args: tuple[list[str], str, int, float]) -> list[Answer]:
+    urls, raw, n, start_at = args
     # Every thread waits for the same instant, so the calls really arrive together.
     with ThreadPoolExecutor(max_workers=n) as pool:
-        def one(_):
+        def one(i):
             time.sleep(max(0.0, start_at - time.time()))
-            return call(url, raw)
+            return call(urls[i % len(urls)], raw)
         return list(pool.map(one, range(n)))
 
 
-def fire_at_once(url: str, raw: str, total: int, processes: int = 4) -> list[Answer]:
-    """`total` calls at the same instant, from `processes` client processes of one thread per call."""
+def fire_at_once(url: str | list[str], raw: str, total: int, processes: int = 4) -> list[Answer]:
+    """`total` calls at the same instant, from `processes` client processes of one thread per call
+    (with several URLs, every client process calls every server)."""
     share = [total // processes + (i < total % processes) for i in range(processes)]
     start_at = time.time() + 1.0  # time for the processes and their threads to start
     with get_context("fork").Pool(processes) as pool:
-        return [a for answers in pool.map(_burst, [(url, raw, n, start_at) for n in share]) for a in answers]
+        return [a for answers in pool.map(_burst, [(_urls(url), raw, n, start_at) for n in share]) for a in answers]
 
 
 def _paced_share(args: tuple[str, str, float, int, int, int, float]) -> list[Answer]:
@@ -100,8 +106,10 @@ def paced(url: str, raw: str, *, per_second: float, seconds: float, processes: i
         return [a for answers in pool.map(_paced_share, shares) for a in answers]
 
 
-def hammer(url: str, raw: str, *, total: int, threads: int, on_answer=None) -> list[Answer]:
-    """`total` calls as fast as `threads` client threads can send them (closed loop)."""
+def hammer(url: str | list[str], raw: str, *, total: int, threads: int, on_answer=None) -> list[Answer]:
+    """`total` calls as fast as `threads` client threads can send them (closed loop; with several
+    URLs, dealt over them in turn)."""
+    urls = _urls(url)
     answers: list[Answer] = []
     lock = threading.Lock()
     turn = iter(range(total))
@@ -109,9 +117,10 @@ def hammer(url: str, raw: str, *, total: int, threads: int, on_answer=None) -> l
     def loop() -> None:
         while True:
             with lock:
-                if next(turn, None) is None:
-                    return
-            answer = call(url, raw)
+                n = next(turn, None)
+            if n is None:
+                return
+            answer = call(urls[n % len(urls)], raw)
             with lock:
                 answers.append(answer)
             if on_answer is not None:
@@ -185,45 +194,3 @@ def worker_pids(master_pid: int) -> list[int]:
         if fields.get("PPid", "").strip() == str(master_pid):
             pids.append(int(status.parent.name))
     return pids
-
-
-def _burst_over(args: tuple[list[str], str, int, float]) -> list[Answer]:
-    urls, raw, n, start_at = args
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        def one(i):
-            time.sleep(max(0.0, start_at - time.time()))
-            return call(urls[i % len(urls)], raw)
-        return list(pool.map(one, range(n)))
-
-
-def fire_at_once_over(urls: list[str], raw: str, total: int, processes: int = 4) -> list[Answer]:
-    """fire_at_once with the calls dealt in turn over several servers' URLs (every client process
-    calls every server)."""
-    share = [total // processes + (i < total % processes) for i in range(processes)]
-    start_at = time.time() + 1.0
-    with get_context("fork").Pool(processes) as pool:
-        return [a for answers in pool.map(_burst_over, [(urls, raw, n, start_at) for n in share]) for a in answers]
-
-
-def hammer_over(urls: list[str], raw: str, *, total: int, threads: int) -> list[Answer]:
-    """hammer with the calls dealt in turn over several servers' URLs."""
-    answers: list[Answer] = []
-    lock = threading.Lock()
-    turn = iter(range(total))
-
-    def loop() -> None:
-        while True:
-            with lock:
-                n = next(turn, None)
-            if n is None:
-                return
-            answer = call(urls[n % len(urls)], raw)
-            with lock:
-                answers.append(answer)
-
-    workers = [threading.Thread(target=loop) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return answers

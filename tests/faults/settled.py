@@ -1,15 +1,34 @@
 """What the fault tests read once gunicorn's workers have sent their answers: the calls billed in
 Postgres, settled (commits travel in batches every METERING_COMMIT_SECONDS, a lease's unused part
-returns on its own)."""
+returns on its own); and the customer they race on a hard cap."""
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
 from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.services import api_key_issue
 
 from metering.models import UsageRecord
 from metering.services import usage_flush
+from tests.factories import CustomerFactory, seeded_plan
+
+LONG_AGO = datetime(2020, 1, 1, tzinfo=dt_timezone.utc)  # a customer since before this month
+
+
+def free_key_short_of_its_cap(calls_left: int):
+    """(customer, raw key) on Free, `calls_left` calls short of its hard monthly cap, with a rate
+    limit no race reaches: the cap is the limit that races."""
+    plan = seeded_plan("free")
+    plan.rate_per_minute = 100_000
+    plan.save()
+    customer = CustomerFactory(plan=plan, created_at=LONG_AGO)
+    UsageRecord.objects.create(customer=customer, product="geocode", day=timezone.now().date(),
+                               calls=plan.included_calls - calls_left)
+    return customer, api_key_issue(customer=customer, name="k").raw
 
 
 def billed(customer) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
@@ -19,20 +18,18 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from accounts.services import api_key_issue
 from metering.connection import customer_key
-from metering.models import UsageRecord
 from metering.usage_fields import month_counter_key
 from plans.models import Plan
-from tests.factories import CustomerFactory, seeded_plan
+from tests.factories import CustomerFactory
 from tests.redis_cluster import LocalRedisCluster
 from tests.servers import Gunicorn, manage
 from tests.servers import test_database_url as database_url  # not test_*: pytest would collect it
 
-from .api_load import fire_at_once_over, hammer_over, wait_until_serving
-from .settled import billed
+from .api_load import fire_at_once, hammer, wait_until_serving
+from .settled import billed, free_key_short_of_its_cap
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-LONG_AGO = datetime(2020, 1, 1, tzinfo=dt_timezone.utc)  # a customer since before this month
 
 
 class Site:
@@ -89,7 +86,7 @@ def test_130_at_once_over_two_servers_on_100_a_minute_accept_exactly_100_and_bil
     customer = CustomerFactory(plan=per_minute_100())
     raw = api_key_issue(customer=customer, name="k").raw
 
-    answers = fire_at_once_over(site.urls(), raw, 130)
+    answers = fire_at_once(site.urls(), raw, 130)
 
     assert outcomes(answers) == {(200, ""): 100, (429, "rate_limited"): 30}
     assert site.settled(customer) == {customer.pk: 100}
@@ -97,19 +94,14 @@ def test_130_at_once_over_two_servers_on_100_a_minute_accept_exactly_100_and_bil
 
 
 def test_free_at_995_calls_and_200_at_once_over_two_servers_accepts_exactly_5(site):
-    plan = seeded_plan("free")
-    plan.rate_per_minute = 100_000  # the month's hard cap, not the rate, is the limit that races
-    plan.save()
-    customer = CustomerFactory(plan=plan, created_at=LONG_AGO)
-    raw = api_key_issue(customer=customer, name="k").raw
-    UsageRecord.objects.create(customer=customer, product="geocode", day=timezone.now().date(),
-                               calls=plan.included_calls - 5)
+    customer, raw = free_key_short_of_its_cap(5)
+    included = customer.plan.included_calls
 
-    answers = fire_at_once_over(site.urls(), raw, 200)
+    answers = fire_at_once(site.urls(), raw, 200)
 
     assert outcomes(answers) == {(200, ""): 5, (429, "quota_exceeded"): 195}
-    assert site.settled(customer) == {customer.pk: plan.included_calls}
-    assert site.month_counter(customer) == plan.included_calls
+    assert site.settled(customer) == {customer.pk: included}
+    assert site.month_counter(customer) == included
 
 
 def customers_on_two_primaries(site: Site, plan: Plan) -> tuple:
@@ -126,11 +118,11 @@ def test_a_killed_primary_fails_its_customers_open_into_postgres_and_is_reseeded
     raw_x = api_key_issue(customer=x, name="k").raw
 
     # Before: 10 calls, metered in Redis and flushed, so the kill loses nothing billed.
-    assert outcomes(hammer_over(site.urls(), raw_x, total=10, threads=4)) == {(200, ""): 10}
+    assert outcomes(hammer(site.urls(), raw_x, total=10, threads=4)) == {(200, ""): 10}
     assert site.settled(x) == {x.pk: 10}
 
     site.cluster.kill(x_node)
-    x_down = hammer_over(site.urls(), raw_x, total=20, threads=4)
+    x_down = hammer(site.urls(), raw_x, total=20, threads=4)
     # Every call answered, each counted in Postgres as it was accepted (no flush ran).
     assert outcomes(x_down) == {(200, ""): 20}
     assert billed(x) == 30
@@ -143,7 +135,7 @@ def test_a_killed_primary_fails_its_customers_open_into_postgres_and_is_reseeded
     x_back = []
     deadline = time.monotonic() + 30
     while True:
-        x_back += hammer_over(site.urls(), raw_x, total=10, threads=4)
+        x_back += hammer(site.urls(), raw_x, total=10, threads=4)
         time.sleep(settings.REDIS_RETRY_SECONDS + 0.5)
         if len(x_back) >= 20 and site.month_counter(x) is not None:
             break
@@ -163,16 +155,16 @@ def test_a_killed_primary_leaves_the_customers_of_the_others_exact_in_redis(site
     x, y, x_node = customers_on_two_primaries(site, per_minute_100())
     raw_x = api_key_issue(customer=x, name="k").raw
     raw_y = api_key_issue(customer=y, name="k").raw
-    assert outcomes(hammer_over(site.urls(), raw_y, total=10, threads=4)) == {(200, ""): 10}
+    assert outcomes(hammer(site.urls(), raw_y, total=10, threads=4)) == {(200, ""): 10}
     assert site.settled(y) == {y.pk: 10}
 
     site.cluster.kill(x_node)
     try:
         # X's calls meet the dead primary in every server process (they fail open)...
-        assert outcomes(hammer_over(site.urls(), raw_x, total=20, threads=4)) == {(200, ""): 20}
+        assert outcomes(hammer(site.urls(), raw_x, total=20, threads=4)) == {(200, ""): 20}
         # ...and Y, right after, is still held to exactly its limit (10 of its 100 taken) and
         # counted in Redis: Postgres has not moved, the month counter has.
-        y_down = fire_at_once_over(site.urls(), raw_y, 130)
+        y_down = fire_at_once(site.urls(), raw_y, 130)
         assert outcomes(y_down) == {(200, ""): 90, (429, "rate_limited"): 40}
         assert billed(y) == 10
         assert site.month_counter(y) == 100

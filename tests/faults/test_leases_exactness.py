@@ -10,27 +10,23 @@ never makes a test pass or fail by itself.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from accounts.services import api_key_issue
-from metering.models import UsageRecord
 from metering.services import usage_flush
 from notifications.services import notification_settings_update
 from plans.models import Plan
-from tests.factories import CustomerFactory, seeded_plan
+from tests.factories import CustomerFactory
 from tests.servers import Gunicorn
 
 from .api_load import (fewest_possibly_in_any_window, fire_at_once, most_certainly_in_any_window, paced,
                        wait_until_serving)
-from .settled import billed, billed_once_settled
+from .settled import LONG_AGO, billed, billed_once_settled, free_key_short_of_its_cap
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-LONG_AGO = datetime(2020, 1, 1, tzinfo=dt_timezone.utc)  # a customer since before this month
 
 
 def server(leases: str | None = None) -> Gunicorn:
@@ -81,17 +77,12 @@ def test_a_1000_a_minute_plan_accepts_between_990_and_1000_in_every_minute_for_7
 
 
 def test_free_at_995_calls_and_200_at_once_accepts_exactly_5(shared_server):
-    plan = seeded_plan("free")
-    plan.rate_per_minute = 100_000  # the month's hard cap, not the rate, is the limit that races
-    plan.save()
-    customer = CustomerFactory(plan=plan, created_at=LONG_AGO)
-    raw = api_key_issue(customer=customer, name="k").raw
-    UsageRecord.objects.create(customer=customer, product="geocode", day=timezone.now().date(),
-                               calls=plan.included_calls - 5)
+    customer, raw = free_key_short_of_its_cap(5)
+    included = customer.plan.included_calls
     answers = fire_at_once(f"{shared_server.url}/v1/geocode?q=Paris", raw, 200)
 
     assert outcomes(answers) == {(200, ""): 5, (429, "quota_exceeded"): 195}
-    assert billed_once_settled(customer) == plan.included_calls
+    assert billed_once_settled(customer) == included
 
 
 def test_a_hard_stop_spend_cap_stops_at_exactly_its_call(shared_server, django_capture_on_commit_callbacks):
