@@ -17,6 +17,8 @@ Every app reaches Redis through `redis_client()` and treats `REDIS_UNAVAILABLE` 
        (one did: stay RECOVERING and run them all again at the next contact)
 
   A process about to exit calls redis_recovered() from DOWN too: it gets no later contact.
+  A process that owes a recovery and gets no call is not left RECOVERING: its commit thread
+  calls redis_recover_owed() once the retry interval is over (a PING, then the callbacks).
   redis_state_reset() (tests) goes back to UP from anywhere, forgetting notes and run ids.
 
 - UP: Redis is used; nothing is owed to it.
@@ -111,6 +113,10 @@ class RedisHealth:
 
     def is_marked_down(self) -> bool:
         return time.monotonic() < self._down_until
+
+    def retry_at(self) -> float:
+        """When the breaker lets Redis be tried again (time.monotonic(); in the past: now)."""
+        return self._down_until
 
     def outage_seen(self) -> bool:
         """True from a failure until this process next reached Redis (and ran its recovery)."""
@@ -327,6 +333,42 @@ def _orphans_recover() -> None:
     for orphan in list(_orphans):
         if orphan.recovered():
             _orphans.discard(orphan)
+
+
+def redis_recovery_due() -> float:
+    """When this process may first try a recovery it owes (time.monotonic(); inf: none owed)."""
+    # An orphan (its slots moved) is recovered through another primary's contact, not its own.
+    return min((b.retry_at() for b in _breakers() if b.outage_seen() and b not in _orphans), default=float("inf"))
+
+
+def redis_recover_owed() -> None:
+    """Reach every server this process owes a recovery to, once its retry interval has passed,
+    and run the recovery, without waiting for a request to get there: a process left idle after
+    an outage does not keep the month counters Redis rebuilt without its Postgres counts (the
+    commit thread calls it, metering/batcher.py). One that cannot be reached is marked down."""
+    for breaker in _breakers():
+        if not breaker.outage_seen() or breaker.is_marked_down() or breaker in _orphans:
+            continue
+        try:
+            _ping(breaker)
+        except REDIS_UNAVAILABLE:
+            breaker.mark_down()
+            continue
+        breaker.mark_up()
+        if not breaker.outage_seen() and _orphans:
+            _orphans_recover()
+
+
+def _ping(breaker: RedisHealth) -> None:
+    client = redis_client()
+    node = client.get_node(node_name=breaker.name) if _cluster() and breaker.name != UNRESOLVED else None
+    if _cluster() and breaker.name != UNRESOLVED and node is None:
+        raise redis.exceptions.ConnectionError(f"{breaker.name} is not a node of the cluster's map")
+    try:
+        client.ping(target_nodes=node) if node is not None else client.ping()
+    except RedisRestartedError:
+        # Noticed now (its breaker is marked down, its outage seen): the next connection passes.
+        client.ping(target_nodes=node) if node is not None else client.ping()
 
 
 def redis_defer_to_recovery(keep: Callable[[], None], key: str | None = None) -> bool:

@@ -16,7 +16,7 @@ from plans.models import BuiltinProduct
 
 from . import api_docs, verify_docs
 from .authentication import MODE_HEADER, mode_header_set
-from .meter import meter_settle
+from .meter import meter_settle_when_sent
 from .parsers import BoundedJSONParser
 from .products.errors import ProductInputError
 from .products.geocode import geocode_reverse, geocode_search
@@ -48,7 +48,7 @@ class MeteredApi(APIView):
         result = getattr(request, "meter", None)
         if result is not None:
             # Only a 2xx is billed; a product's 400/413/415 or a 5xx is released (README "The metered API").
-            meter_settle(result=result, status_code=response.status_code)
+            meter_settle_when_sent(result=result, response=response)
             response["X-RateLimit-Limit"] = result.rate_limit
             response["X-RateLimit-Remaining"] = result.rate_remaining
             response["X-RateLimit-Reset"] = result.rate_reset_seconds

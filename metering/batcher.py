@@ -25,6 +25,7 @@ from datetime import date
 
 import redis
 from django.conf import settings
+from django.db import connection as db_connection
 
 from core.redis import RedisHealth, redis_breaker, redis_breakers_down
 from . import connection, leases
@@ -209,8 +210,16 @@ def _committer_start() -> None:
 
 def _committer_loop() -> None:
     next_commit = time.monotonic() + _commit_interval()
+    next_recovery_try = 0.0
     while True:
         now = time.monotonic()
+        # A recovery this process owes Redis runs here once its retry interval is over, not at the
+        # next call that happens to come (core.redis): the month counters of the customers it
+        # counted in Postgres are rebuilt within REDIS_RETRY_SECONDS of Redis coming back.
+        recovery = max(next_recovery_try, connection.redis_recovery_due())
+        if recovery <= now:
+            next_recovery_try = _recover_owed(now)
+            continue
         # While Redis is away nothing is sent (meter_commits_send keeps it): no lease is due early.
         # On a cluster the other primaries' leases still are, but closes kept for a primary that is
         # down make every deadline "now": wait a little between sends instead of spinning.
@@ -221,6 +230,7 @@ def _committer_loop() -> None:
             if redis_breakers_down():
                 deadline = max(deadline, now + CLUSTER_DOWN_POLL_SECONDS)
             due = min(next_commit, deadline)
+        due = min(due, recovery)
         if due > now:
             _wake.wait(due - now)
             _wake.clear()
@@ -232,6 +242,19 @@ def _committer_loop() -> None:
         except Exception:  # noqa: BLE001 - the thread must outlive any one failure
             logger.exception("sending metering commits failed")
             time.sleep(0.1)  # not a busy loop while a send keeps failing
+
+
+def _recover_owed(now: float) -> float:
+    """Run the recoveries due; returns when to try again should one fail for another reason
+    than Redis (Postgres away: the next try waits a retry interval instead of spinning)."""
+    try:
+        connection.redis_recover_owed()
+        return 0.0
+    except Exception:  # noqa: BLE001 - the thread must outlive any one failure
+        logger.exception("recovering after a Redis outage failed")
+        return now + settings.REDIS_RETRY_SECONDS
+    finally:
+        db_connection.close()  # this thread's own: a long-lived thread must not hold one from the pool
 
 
 def _commit_interval() -> float:

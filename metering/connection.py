@@ -25,7 +25,9 @@ from core.redis import (  # noqa: F401 - re-exported
     redis_mark_down,
     redis_mark_up,
     redis_outage_seen,
+    redis_recover_owed,
     redis_recovered,
+    redis_recovery_due,
 )
 
 

@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 from plans.selectors import ProductView, product_for_slug
 
 from .authentication import ApiKeyAuthentication, mode_header_set
-from .meter import meter_settle
+from .meter import meter_settle, meter_settle_when_sent
 from .permissions import HasActiveAccount
 from .throttling import PlanThrottle, throttled_error
 from .upstream import (
@@ -169,7 +169,7 @@ class GatewayApi(APIView):
         if result is not None:
             if not response.streaming:  # a forwarded answer settles when it has gone out
                 # The gateway's own refusals and failures (4xx/5xx) are released, never billed.
-                meter_settle(result=result, status_code=response.status_code)
+                meter_settle_when_sent(result=result, response=response)
             response["X-RateLimit-Limit"] = result.rate_limit
             response["X-RateLimit-Remaining"] = result.rate_remaining
             response["X-RateLimit-Reset"] = result.rate_reset_seconds

@@ -1,7 +1,8 @@
 """The hot path: one atomic Lua call rate-limits, enforces the caps and reserves a call.
 
 Billing follows the answer (README "The metered API"). The script takes the call's place in the
-rate window and the month counter and records it as open; once answered, a 2xx is billed (its
+rate window and the month counter and records it as open; once the answer is written out (the
+response's close()), a 2xx is billed (its
 commit joins the batcher's queue, sent off the request path: metering/batcher.py) and anything
 else is released at once (a second round trip, for non-2xx answers only). A call whose worker
 died before answering stays open until the flush releases it, unbilled.
@@ -16,6 +17,7 @@ straight into Postgres and the per-minute limit is not enforced until Redis is b
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 from dataclasses import dataclass, replace
@@ -32,6 +34,8 @@ from .events import usage_threshold_crossed
 from .keyconfig import KeyConfig, key_config_reload
 from .selectors import month_bounds, usage_month_total, usage_unseen_bound
 from .usage_fields import month_counter_key, open_calls_key, open_member, usage_field
+
+logger = logging.getLogger(__name__)
 
 WINDOW_MS = 60_000
 OPEN_TTL_SECONDS = 2 * 86400
@@ -120,6 +124,23 @@ def meter_settle(*, result: MeterResult, status_code: int) -> None:
                          field=result.field, key_id=result.config.key_id)
         return
     meter_refund(result)
+
+
+def meter_settle_when_sent(*, result: MeterResult, response) -> None:
+    """Settle the call once its answer has been written out: the WSGI server calls the response's
+    close() after the last write (the test client, after rendering). A worker that dies before
+    that bills nothing; the open call it leaves is released, unbilled, by the flush."""
+    close = response.close
+
+    def settle_then_close() -> None:
+        try:
+            meter_settle(result=result, status_code=response.status_code)
+        except Exception:  # close() must finish: the connection and the request's signals depend on it
+            logger.exception("settling a metered call failed; the flush releases it unbilled")
+        finally:
+            close()
+
+    response.close = settle_then_close
 
 
 def meter_refund(result: MeterResult) -> None:
@@ -364,6 +385,7 @@ def _meter_in_postgres(config: KeyConfig, product: str, now: datetime) -> MeterR
     # A worker killed mid-call during an outage therefore leaves its call billed (see decisions).
     usage_add(customer_id=config.customer_id, key_id=config.key_id, product=product, day=day, calls=1, last_used=now)
     customer_counted_in_postgres(customer_id=config.customer_id)
+    committer_wake()  # its thread runs the recovery this process now owes, even if no call comes
     return replace(base, quota_remaining=max(0, config.included_calls - used - 1), month_calls=used + 1)
 
 

@@ -2,7 +2,10 @@
 answers is released, but keeps its place in the per-minute window."""
 from __future__ import annotations
 
+from wsgiref.util import setup_testing_defaults
+
 import pytest
+from django.core.wsgi import get_wsgi_application
 from django.db.models import Sum
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
@@ -96,6 +99,27 @@ def test_a_call_never_answered_is_released_by_the_flush_and_never_billed(custome
     meter_commits_send()
     assert billed(customer) == 0
     assert APIClient().get("/v1/usage", HTTP_X_API_KEY=api_key.raw).json()["calls"] == 0
+
+
+@pytest.mark.django_db(transaction=True)  # a WSGI request opens and closes its own connection
+@pytest.mark.parametrize("leases", [False, True], ids=["per-call", "leases"])
+def test_a_call_is_billed_once_its_answer_is_written_out_not_when_the_view_returns(customer, api_key, settings,
+                                                                                  leases):
+    settings.METERING_LEASES = leases
+    environ = {"PATH_INFO": "/v1/geocode", "QUERY_STRING": "q=Oslo", "HTTP_X_API_KEY": api_key.raw}
+    setup_testing_defaults(environ)
+    started = []
+    answer = get_wsgi_application()(environ, lambda status, headers, exc_info=None: started.append(status))
+    body = b"".join(answer)
+    assert started == ["200 OK"] and b'"query":"Oslo"' in body
+    # The server holds the bytes but has not closed the answer: a worker killed now bills nothing.
+    meter_commits_send(leases_all=True)
+    assert billed(customer) == 0
+    assert get_redis_connection("default").zcard(open_calls_key(customer_id=customer.pk, day=_today())) == 1
+    answer.close()  # what the WSGI server does after its last write
+    meter_commits_send(leases_all=True)
+    assert billed(customer) == 1
+    assert month_counter(customer) == 1
 
 
 def _today():

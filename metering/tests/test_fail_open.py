@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 from django.db.models import Sum
@@ -136,3 +137,48 @@ def test_a_process_exiting_after_counting_in_postgres_first_tells_redis(customer
     assert response.status_code == 200
     assert response["X-Quota-Remaining"] == str(customer.plan.included_calls - 4)
     assert int(redis_client().get(month_key)) == 4
+
+
+@pytest.mark.django_db(transaction=True)  # the version is published after commit
+def test_a_process_left_idle_after_counting_in_postgres_tells_redis_within_the_retry_interval(
+        customer, api_key, settings):
+    """No further call and no exit: the commit thread runs the recovery the process owes once the
+    retry interval is over, so the month counter the other workers use is rebuilt with its calls."""
+    from metering import connection
+
+    settings.REDIS_RETRY_SECONDS = 0.3
+    assert [get(api_key.raw).status_code for _ in range(2)] == [200, 200]  # counted in Redis
+    month_key = f"tb:{{{customer.pk}}}:m:{_today():%Y%m}"
+    connection.redis_mark_down()  # a slow Redis, as this worker saw it
+    assert get(api_key.raw).status_code == 200  # counted in Postgres, unknown to the counter
+    assert int(redis_client().get(month_key)) == 2
+
+    deadline = time.monotonic() + 5
+    while redis_client().get(month_key) is not None:  # deleted by the recovery: rebuilt at the next call
+        assert time.monotonic() < deadline, "the idle process never ran its recovery"
+        time.sleep(0.05)
+    assert not connection.redis_outage_seen()
+    version = Customer.objects.get(pk=customer.pk).config_version
+    assert int(redis_client().get(f"tb:{{{customer.pk}}}:ver")) == version
+    response = get(api_key.raw)
+    assert response["X-Quota-Remaining"] == str(customer.plan.included_calls - 4)
+    assert int(redis_client().get(month_key)) == 4
+
+
+@pytest.mark.django_db(transaction=True)  # the recovery reads Postgres from the commit thread
+def test_the_recovery_owed_reaches_a_restarted_redis_through_its_first_refused_connection(
+        own_redis, customer, api_key, settings):
+    from metering import connection
+
+    settings.REDIS_RETRY_SECONDS = 0.2
+    assert get(api_key.raw).status_code == 200
+    own_redis.kill()
+    assert get(api_key.raw).status_code == 200  # counted in Postgres; the breaker is open
+    own_redis.start()  # empty, with a new run id: the first connection fails on purpose
+    deadline = time.monotonic() + 5
+    while connection.redis_outage_seen():  # the commit thread's ping meets the restart, then passes
+        assert time.monotonic() < deadline, "the recovery never reached the restarted Redis"
+        time.sleep(0.05)
+    assert connection.redis_recovery_due() == float("inf")
+    version = Customer.objects.get(pk=customer.pk).config_version
+    assert int(redis_client().get(f"tb:{{{customer.pk}}}:ver")) == version

@@ -4,6 +4,7 @@ exceeded, a key revoked while Redis was away is refused on the first call after,
 rebuilt month counter equals the calls billed and still open."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import time
@@ -13,13 +14,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 from django.db.models import Sum
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_issue, api_key_revoke
-from core.redis import redis_client, redis_recovered
+from core.redis import RedisRestartedError, redis_client, redis_recovered
 from metering.batcher import meter_commits_send
 from metering.models import UsageFlush, UsageRecord
 from metering.services import usage_flush
@@ -144,9 +144,11 @@ def test_redis_crash_and_restart_loses_nothing_counts_nothing_twice_and_holds_ca
             settle = Counter(pool.map(lambda _: call(url, paid_raw), range(32)))
         paid_load.statuses["settle"] = settle
     # gunicorn stopped gracefully: every worker sent the commits it had queued. This process
-    # meets the restarted Redis for the first time too, which counts as an outage once.
-    with pytest.raises(redis.exceptions.ConnectionError, match="Redis restarted"):
+    # meets the restarted Redis too, which counts as an outage once (unless its commit thread,
+    # owing the recovery of the revoke's failed publish, met it first).
+    with contextlib.suppress(RedisRestartedError):
         redis_client().ping()
+    assert redis_client().ping() is True
     usage_flush()
 
     figures = {
