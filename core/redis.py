@@ -67,6 +67,8 @@ from typing import Callable, Hashable, Iterable
 
 import redis
 from django.conf import settings
+from django.dispatch import receiver
+from django.core.signals import setting_changed
 from django_redis import get_redis_connection
 
 from . import redis_cluster
@@ -219,8 +221,21 @@ _run_ids: dict[tuple, str] = {}  # per server this process reached; a new one: i
 UNRESOLVED = "unresolved"  # cluster mode, before the client has a slot map
 
 
+_cluster_mode: bool | None = None  # settings.REDIS_CLUSTER, read once: asked several times a call
+
+
 def _cluster() -> bool:
-    return bool(getattr(settings, "REDIS_CLUSTER", False))
+    global _cluster_mode
+    if _cluster_mode is None:
+        _cluster_mode = bool(getattr(settings, "REDIS_CLUSTER", False))
+    return _cluster_mode
+
+
+@receiver(setting_changed)
+def _cluster_mode_forget(*, setting: str, **kwargs) -> None:
+    global _cluster_mode
+    if setting == "REDIS_CLUSTER":
+        _cluster_mode = None
 
 
 def _node(name: str) -> RedisHealth:
@@ -311,6 +326,18 @@ def redis_mark_up(key: str | None = None) -> None:
     breaker = redis_breaker(key)
     for b in [breaker] if breaker is not None else _breakers():
         b.mark_up()
+
+
+def redis_usable(key: str) -> bool:
+    """May a call use the Redis serving `key` now? Not while its breaker is open; and if this
+    process owes it a recovery, only once the recovery has run (it runs here). The hot path's
+    one check: redis_is_marked_down, then redis_recovered, with one breaker lookup."""
+    breaker = redis_breaker(key)
+    if breaker.is_marked_down():
+        return False
+    if not breaker.outage_seen():
+        return True
+    return redis_recovered(key)
 
 
 def redis_recovered(key: str | None = None) -> bool:

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -12,14 +10,16 @@ from accounts.ratelimit import attempt_count, attempt_peek, client_ip
 from .keyconfig import KeyConfig, Unknown, key_config_cached, key_config_get, key_unknown_reason
 
 
-@dataclass(frozen=True, slots=True)
 class ApiCaller:
     """The request's user on /v1: built from the cached key config, so no SQL per call."""
 
-    config: KeyConfig
-    is_authenticated: bool = True
-    is_anonymous: bool = False
-    is_active: bool = True
+    __slots__ = ("config",)
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+
+    def __init__(self, config: KeyConfig) -> None:
+        self.config = config
 
     @property
     def pk(self) -> int:

@@ -28,6 +28,7 @@ from core.redis import (  # noqa: F401 - re-exported
     redis_recover_owed,
     redis_recovered,
     redis_recovery_due,
+    redis_usable,
 )
 
 

@@ -57,7 +57,7 @@ class MeteringUnavailable(Exception):
     """Redis is down and METERING_FAIL_OPEN is off."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built per call, and a frozen one's __init__ costs 3x
 class MeterResult:
     outcome: int
     config: KeyConfig
@@ -95,7 +95,7 @@ def meter_call(
     # After an outage this process first runs its recovery (core.redis); if Redis is gone
     # again the call is metered in Postgres. On a cluster: the breaker of the customer's primary.
     node_key = connection.customer_key(config.customer_id, "ver")
-    if not connection.redis_is_marked_down(node_key) and connection.redis_recovered(node_key):
+    if connection.redis_usable(node_key):
         try:
             result = _meter_in_redis(config, raw_key, product, now, revalidate,
                                      lease and settings.METERING_LEASES)
@@ -282,7 +282,7 @@ def _meter_test(config, raw_key, product, now, revalidate) -> MeterResult:
     """A test-mode key's call: its own limits in one round trip, never billed. Without Redis it
     is refused (503): test calls have no Postgres count to fall back on."""
     node_key = connection.customer_key(config.customer_id, "ver")
-    if connection.redis_is_marked_down(node_key) or not connection.redis_recovered(node_key):
+    if not connection.redis_usable(node_key):
         raise MeteringUnavailable()
     client = connection.redis_client()
     day = now.date()
