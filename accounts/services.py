@@ -20,6 +20,7 @@ from plans.models import Plan
 from .events import api_key_rotated
 from .keyformat import key_generate, key_hash, key_is_well_formed
 from .models import ApiKey, Customer, TrialClaim
+from .tasks import key_rotated_email_send, welcome_email_send
 from .text import single_line
 
 MAX_GRACE_DAYS = 7
@@ -75,7 +76,6 @@ def customer_signup(*, email: str, company: str, password: str, plan: Plan) -> S
         claim.customer = customer
         claim.save(update_fields=["customer"])
     issued = api_key_issue(customer=customer, name="Default key")
-    from .tasks import welcome_email_send
 
     # Through the outbox: a broker outage must not fail a signup that already committed.
     outbox.enqueue(welcome_email_send, customer_id=customer.pk)
@@ -169,7 +169,6 @@ def api_key_rotate(*, key: ApiKey, grace_days: int) -> IssuedKey:
         customer=old.customer, name=name, prefix=raw[:8], key_hash=key_hash(raw),
         last8=raw[-8:], rotated_from=old, is_test=old.is_test,
     )
-    from .tasks import key_rotated_email_send
 
     outbox.enqueue(key_rotated_email_send, key_id=new.pk)
     transaction.on_commit(lambda: api_key_rotated.send(sender=ApiKey, key=new), robust=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from accounts.emails import email_send
+from accounts.models import Customer
 
 from .invoice_pdf import invoice_pdf, invoice_pdf_filename
 from .models import Invoice, PaymentAttempt, PaymentMethod
@@ -44,8 +45,6 @@ def payment_received_email_send(*, invoice_id: int) -> None:
 
 def trial_email_send(*, customer_id: int, kind: str) -> None:
     """kind "ending": a reminder before the trial ends; "ended": what happened when it did."""
-    from accounts.models import Customer
-
     customer = Customer.objects.select_related("owner", "plan").get(pk=customer_id)
     has_card = PaymentMethod.objects.filter(customer=customer).exists()
     email_send(to=customer.email, template=f"trial_{kind}", context={"customer": customer, "has_card": has_card})

@@ -33,6 +33,7 @@ from .batcher import commit_later, committer_wake
 from .events import usage_threshold_crossed
 from .keyconfig import KeyConfig, key_config_reload
 from .selectors import month_bounds, usage_month_total, usage_unseen_bound
+from .services import customer_counted_in_postgres, month_counter_seed, usage_add
 from .usage_fields import month_counter_key, open_calls_key, open_member, usage_field
 
 logger = logging.getLogger(__name__)
@@ -152,8 +153,6 @@ def meter_refund(result: MeterResult) -> None:
         leases.lease_settle(result.lease, billed=False)
         return
     if result.store == "postgres":
-        from .services import usage_add
-
         usage_add(customer_id=result.config.customer_id, key_id=result.config.key_id,
                   product=result.product, day=result.day, calls=-1)
         return
@@ -235,8 +234,6 @@ def _meter_in_script(config, raw_key, product, day, revalidate, *, leasing: bool
             elif outcome == Outcome.NEEDS_SEED:
                 # Redis lost the month, it just began, or Redis missed a change or an outage: rebuild
                 # the counter from Postgres and what Redis holds unflushed.
-                from .services import month_counter_seed
-
                 # A cached config may predate what Redis lost: reload it as well.
                 config = revalidate(key_config_reload(raw_key))
                 month_counter_seed(customer_id=config.customer_id, day=day, version=config.version)
@@ -363,8 +360,6 @@ def _result(outcome, config, reply, field, product, day, opened) -> MeterResult:
 def _meter_in_postgres(config: KeyConfig, product: str, now: datetime) -> MeterResult:
     if not settings.METERING_FAIL_OPEN:
         raise MeteringUnavailable()
-    from .services import customer_counted_in_postgres, usage_add
-
     day = now.date()
     used = usage_month_total(customer_id=config.customer_id, day=day)
     # Calls Redis still holds unflushed are unknown here: caps count the most there can be.

@@ -24,6 +24,7 @@ from .models import NotificationSettings, UsageAlert, WebhookDelivery, WebhookEn
 from .outbound import PostResult, request_headers, webhook_post
 from .selectors import AlertPoint, UsageLimitsPlan, alert_points_at, usage_limits_plan
 from .signing import HEADER, signature_header
+from .tasks import usage_alert_email_send, webhook_event_deliver, webhook_event_resend as webhook_event_resend_task
 from .validation import event_types_validate, settings_validate, webhook_url_validate
 
 # A rolled secret keeps signing this long, so receivers can switch without dropping events.
@@ -137,7 +138,6 @@ def webhook_event_create(*, customer_id: int, type: str, data: dict[str, Any]) -
     if endpoint is None or not endpoint.receives(type):
         return None
     event = WebhookEvent.objects.create(customer_id=customer_id, type=type, data=data)
-    from .tasks import webhook_event_deliver
 
     outbox.enqueue(webhook_event_deliver, event_id=event.pk)
     return event
@@ -154,9 +154,8 @@ def webhook_test_send(*, customer: Customer) -> WebhookEvent | None:
 def webhook_event_resend(*, event: WebhookEvent) -> None:
     """Raises limits.SendLimited past the customer's budget of manual sends."""
     manual_send_count(customer_id=event.customer_id)
-    from .tasks import webhook_event_resend as resend
 
-    outbox.enqueue(resend, event_id=event.pk)
+    outbox.enqueue(webhook_event_resend_task, event_id=event.pk)
 
 
 def webhook_event_body(event: WebhookEvent) -> bytes:
@@ -263,7 +262,6 @@ def _alert_record(customer: Customer, period: str, point: AlertPoint, month_call
     )
     if not created:
         return None
-    from .tasks import usage_alert_email_send
 
     outbox.enqueue(usage_alert_email_send, alert_id=alert.pk)
     webhook_event_create(customer_id=customer.pk, type=_alert_event_type(point), data=_alert_event_data(customer, alert, point))
