@@ -4,7 +4,8 @@ A client that sends its API key in the query string (`?api_key=sk_live_...`) is 
 gunicorn would still write the request line to the access log, and a log is no place for a
 raw key. So the access log leaves out the query string of every /v1 request (API input may be
 personal data too) and masks anything key-shaped in every field it can print: request line,
-query, referer and any header or environ value a custom format might use.
+query, referer and any header or environ value a custom format might use. The credential headers
+themselves (Authorization, X-API-Key) are never printed, whatever they hold.
 """
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ raw_env = [f"DB_POOL_MAX_SIZE={os.environ.get('DB_POOL_MAX_SIZE', '10')}"]
 KEY_SHAPED = re.compile(r"sk(?:_|%5f)(?:live|test)(?:_|%5f)[0-9a-z]*", re.IGNORECASE)
 KEY_MASK = "sk_[redacted]"
 QUERY_OMITTED = "?[omitted]"
+# Credentials a custom log format could print as a header (`{x-api-key}i`) or environ atom: never
+# printed, whatever their shape.
+SECRET_HEADERS = ("authorization", "x-api-key")
+SECRET_ATOMS = tuple(f"{{{h}}}i" for h in SECRET_HEADERS) + tuple(
+    f"{{http_{h.replace('-', '_')}}}e" for h in SECRET_HEADERS)
+SECRET_MASK = "[redacted]"
 
 
 def _is_api(path: str) -> bool:
@@ -41,6 +48,13 @@ class KeySafeLogger(Logger):
             path = environ.get("RAW_URI", "").split("?", 1)[0]
             atoms["r"] = f"{environ['REQUEST_METHOD']} {path}{QUERY_OMITTED} {environ['SERVER_PROTOCOL']}"
             atoms["q"] = QUERY_OMITTED
+        for name in SECRET_ATOMS:
+            if name in atoms:
+                atoms[name] = SECRET_MASK
+        # One scan of every value joined (no key spans the line break) instead of one per atom:
+        # gunicorn makes an atom of every header and environ entry, on every request.
+        if KEY_SHAPED.search("\n".join(v for v in atoms.values() if isinstance(v, str))) is None:
+            return atoms
         return {name: KEY_SHAPED.sub(KEY_MASK, value) if isinstance(value, str) else value
                 for name, value in atoms.items()}
 

@@ -1,6 +1,7 @@
 """The real gunicorn, with the Procfile's config, never writes a raw API key to its access log."""
 from __future__ import annotations
 
+import sys
 import urllib.error
 import urllib.request
 
@@ -41,3 +42,18 @@ def test_keys_in_query_strings_and_referers_never_reach_the_access_log(tmp_path)
     assert '"GET /v1/geocode?[omitted] HTTP/1.1" 401' in text
     assert '"GET /?api_key=sk_[redacted]&x=1 HTTP/1.1" 200' in text
     assert '"https://example.com/?k=sk_[redacted]"' in text
+
+
+def test_a_custom_format_printing_the_credential_headers_prints_them_redacted(tmp_path):
+    live = key_generate(live=True)
+    log = tmp_path / "access.log"
+    log_format = "%({x-api-key}i)s|%({authorization}i)s|%({http_x_api_key}e)s|%({user-agent}i)s|%(s)s"
+
+    with Gunicorn(workers=1, threads=2, args=("--access-logfile", str(log), "--access-logformat", log_format)) as server:
+        statuses = [_get(f"{server.url}/v1/usage", **{"X-API-Key": live, "User-Agent": f"probe {live}"}),
+                    _get(f"{server.url}/v1/usage", Authorization="Bearer not-a-key-at-all")]
+
+    lines = log.read_text().splitlines()
+    assert statuses == [401, 401]
+    python_agent = "Python-urllib/{}.{}".format(*sys.version_info[:2])
+    assert lines == ["[redacted]|-|[redacted]|probe sk_[redacted]|401", f"-|[redacted]|-|{python_agent}|401"], lines
