@@ -78,7 +78,9 @@ logger = logging.getLogger(__name__)
 # Errors that mean Redis cannot answer now (down, unreachable, slow, still loading its data
 # after a restart), as opposed to a bug in a command or a script. In cluster mode also: the
 # node serving a key's slot is down or failing over (CLUSTERDOWN, MASTERDOWN, TRYAGAIN, no
-# node serving the slot, or redirections that never settle).
+# node serving the slot, or redirections that never settle), or no node can be reached at all
+# (the client's topology refresh found none; its base class, RedisClusterException, also means
+# bugs such as a cross-slot command, so it is not listed).
 REDIS_UNAVAILABLE = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -87,6 +89,7 @@ REDIS_UNAVAILABLE = (
     redis.exceptions.TryAgainError,
     redis.exceptions.SlotNotCoveredError,
     redis.exceptions.ClusterError,
+    redis.exceptions.RedisClusterUnreachableError,
 )
 
 

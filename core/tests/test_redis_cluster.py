@@ -10,13 +10,16 @@ from rest_framework.test import APIClient
 
 from accounts.ratelimit import attempt_count
 from accounts.services import api_key_issue
-from core.redis import redis_client
+from core.redis import redis_client, redis_state_reset
+from core.redis_cluster import cluster_client_reset
 from metering import connection
+from metering.keyconfig import key_config_forget_local
 from metering.models import UsageRecord
 from metering.services import usage_flush
 from metering.tasks import usage_flush as usage_flush_task
 from plans.models import Plan
 from tests.factories import CustomerFactory
+from tests.servers import free_port
 from tests.redis_cluster import app_on_cluster
 
 pytestmark = pytest.mark.django_db
@@ -138,3 +141,29 @@ def test_a_killed_primary_fails_only_its_own_customers_open_and_nothing_is_lost(
     # restarted Redis); every call made after it died is counted.
     assert totals[first] == 3 and totals[second] == 3
     assert totals[dead] >= 2
+
+
+def test_a_cluster_with_no_node_reachable_is_an_outage_the_api_fails_open_through(settings, starter_plan):
+    """redis-py says "Redis Cluster cannot be connected" when no seed answers (every node down, or
+    a process starting while they are): the metered API counts in Postgres, as for one dead node."""
+    customer = CustomerFactory(plan=starter_plan)
+    raw = api_key_issue(customer=customer, name="k").raw
+    settings.REDIS_CLUSTER = True
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()},redis://127.0.0.1:{free_port()}"
+    caches = {"default": {**settings.CACHES["default"]}}
+    caches["default"]["OPTIONS"] = {**caches["default"]["OPTIONS"],
+                                    "CONNECTION_FACTORY": "core.redis.ClusterConnectionFactory"}
+    settings.CACHES = caches
+    cluster_client_reset()
+    redis_state_reset()
+    key_config_forget_local()
+    try:
+        with pytest.raises(connection.UNAVAILABLE, match="cannot be connected"):
+            redis_client()
+        answers = [APIClient().get("/v1/geocode?q=Oslo", HTTP_X_API_KEY=raw) for _ in range(2)]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert UsageRecord.objects.filter(customer=customer).aggregate(s=Sum("calls"))["s"] == 2
+    finally:
+        cluster_client_reset()
+        redis_state_reset()
+        key_config_forget_local()
