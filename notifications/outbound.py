@@ -3,8 +3,8 @@
 The host is resolved once, every address it resolves to is checked, and the connection goes to
 the checked address (with the original name for Host, SNI and the certificate), so a DNS answer
 that changes between check and connect (rebinding) cannot reach a private address. No redirect
-is followed, at most RESPONSE_READ_BYTES are read, and the whole exchange ends at a wall-clock
-deadline: a per-read timeout alone lets a receiver that trickles a byte every few seconds hold
+is followed, at most RESPONSE_READ_BYTES are read, and the whole exchange, name resolution
+included, ends at a wall-clock deadline: a per-read timeout alone lets a receiver that trickles a byte every few seconds hold
 a worker for as long as it likes (README "Alerts, spend caps and webhooks").
 """
 from __future__ import annotations
@@ -74,16 +74,37 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
-def host_resolve(*, host: str, port: int) -> str:
-    """The address to connect to; refuses a host any of whose addresses is not public."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise AddressRefused(f"cannot resolve {host}: {exc}") from exc
+class ResolveTimeout(OSError):
+    """The host's name was not resolved within the delivery's deadline."""
+
+
+def host_resolve(*, host: str, port: int, timeout: float) -> str:
+    """The address to connect to; refuses a host any of whose addresses is not public.
+
+    The system resolver cannot be interrupted and may take its own timeout several times over
+    (per server, per attempt), so it runs in a thread of its own and the delivery waits for it at
+    most `timeout` seconds; a lookup still running then finishes unheeded."""
+    answer: list = []
+    lookup = threading.Thread(target=_resolve_into, args=(answer, host, port), daemon=True,
+                              name="webhook-resolve")
+    lookup.start()
+    lookup.join(timeout)
+    if not answer:
+        raise ResolveTimeout(f"resolving {host} took longer than the deadline")
+    infos = answer[0]
+    if isinstance(infos, Exception):
+        raise AddressRefused(f"cannot resolve {host}: {infos}") from infos
     addresses = [info[4][0] for info in infos]
     if not settings.WEBHOOKS_ALLOW_PRIVATE and not all(address_is_public(a) for a in addresses):
         raise AddressRefused(f"{host} resolves to a private or reserved address")
     return addresses[0]
+
+
+def _resolve_into(answer: list, host: str, port: int) -> None:
+    try:
+        answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+    except (socket.gaierror, UnicodeError) as exc:
+        answer.append(exc)
 
 
 def request_headers(*, url: str, headers: dict[str, str]) -> list[tuple[str, str]]:
@@ -102,7 +123,7 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> PostResul
     except AddressRefused as exc:
         return PostResult(None, "", f"Refused: {exc}"[:300], _ms(started))
     except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-        if deadline.expired or isinstance(exc, urllib3.exceptions.TimeoutError):
+        if deadline.expired or isinstance(exc, (urllib3.exceptions.TimeoutError, ResolveTimeout)):
             return PostResult(None, "", TIMED_OUT, _ms(started))
         return PostResult(None, "", f"{type(exc).__name__}: {exc}"[:300], _ms(started))
     if deadline.expired:
@@ -116,7 +137,7 @@ def _post(url: str, body: bytes, headers: dict[str, str], deadline: _Deadline) -
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise AddressRefused("only http(s) URLs with a host")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    ip = host_resolve(host=parts.hostname, port=port)
+    ip = host_resolve(host=parts.hostname, port=port, timeout=deadline.remaining())
     deadline.start()
     pool = _pool(parts.scheme, ip, port, parts.hostname, deadline)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -150,7 +171,7 @@ class _Deadline:
         self._timer: threading.Timer | None = None
 
     def start(self) -> None:
-        # Name resolution came first and cannot be interrupted; it spent part of the budget.
+        # Name resolution came first (bounded by the same deadline) and spent part of the budget.
         self._timer = threading.Timer(max(self.at - time.monotonic(), 0), self._expire)
         self._timer.daemon = True
         self._timer.start()

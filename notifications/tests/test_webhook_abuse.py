@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import threading
+import time
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
@@ -16,7 +18,8 @@ from django.urls import reverse
 
 from notifications.limits import ENDPOINT_DELIVERIES_PER_MINUTE, MANUAL_PER_DAY, MANUAL_PER_MINUTE, SendLimited
 from notifications.models import WebhookEndpoint, WebhookEvent
-from notifications.outbound import TIMEOUT_SECONDS, address_is_public
+from notifications import outbound
+from notifications.outbound import TIMED_OUT, TIMEOUT_SECONDS, address_is_public, webhook_post
 from notifications.services import (
     CLAIM_SECONDS, RETRY_DELAYS, UNFINISHED, WORKER_TIME_LIMIT, webhook_endpoint_set, webhook_event_create,
     webhook_event_resend, webhook_test_send,
@@ -311,3 +314,20 @@ def test_each_attempt_keeps_the_request_it_sent_and_the_log_shows_it_without_the
     assert f"Tollbooth-Signature: {request.headers['Tollbooth-Signature']}" in page
     assert json.dumps(event.event_id) in page.replace("&quot;", '"')
     assert endpoint.secret not in page
+
+
+def test_a_name_that_takes_longer_than_the_deadline_to_resolve_is_a_timed_out_attempt(monkeypatch):
+    """The system resolver cannot be interrupted: the delivery stops waiting for it at the deadline."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def slow_resolver(host, *args, **kwargs):
+        if host == "slow-dns.example":
+            time.sleep(3)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(outbound, "TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(socket, "getaddrinfo", slow_resolver)
+    started = time.monotonic()
+    result = webhook_post(url="https://slow-dns.example/hook", body=b"{}", headers={})
+    assert (result.status, result.error) == (None, TIMED_OUT)
+    assert time.monotonic() - started < 2
