@@ -29,6 +29,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
@@ -193,8 +195,6 @@ def balanced_drive(url: str, point: Endpoint, process: subprocess.Popen, port: i
 
 def connection_split(process: subprocess.Popen, port: int) -> list[int]:
     """Established connections on `port` held by each worker process of the server."""
-    import psutil
-
     counts = []
     for worker in psutil.Process(process.pid).children():
         try:

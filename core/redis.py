@@ -67,8 +67,6 @@ from typing import Callable, Hashable, Iterable
 
 import redis
 from django.conf import settings
-from django.dispatch import receiver
-from django.core.signals import setting_changed
 from django_redis import get_redis_connection
 
 from . import redis_cluster
@@ -224,21 +222,7 @@ _run_ids: dict[tuple, str] = {}  # per server this process reached; a new one: i
 UNRESOLVED = "unresolved"  # cluster mode, before the client has a slot map
 
 
-_cluster_mode: bool | None = None  # settings.REDIS_CLUSTER, read once: asked several times a call
-
-
-def _cluster() -> bool:
-    global _cluster_mode
-    if _cluster_mode is None:
-        _cluster_mode = bool(getattr(settings, "REDIS_CLUSTER", False))
-    return _cluster_mode
-
-
-@receiver(setting_changed)
-def _cluster_mode_forget(*, setting: str, **kwargs) -> None:
-    global _cluster_mode
-    if setting == "REDIS_CLUSTER":
-        _cluster_mode = None
+_cluster = redis_cluster.cluster_enabled
 
 
 def _node(name: str) -> RedisHealth:
@@ -391,14 +375,16 @@ def redis_recover_owed() -> None:
 
 def _ping(breaker: RedisHealth) -> None:
     client = redis_client()
-    node = client.get_node(node_name=breaker.name) if _cluster() and breaker.name != UNRESOLVED else None
-    if _cluster() and breaker.name != UNRESOLVED and node is None:
-        raise redis.exceptions.ConnectionError(f"{breaker.name} is not a node of the cluster's map")
+    target = {}
+    if _cluster() and breaker.name != UNRESOLVED:
+        target["target_nodes"] = client.get_node(node_name=breaker.name)
+        if target["target_nodes"] is None:
+            raise redis.exceptions.ConnectionError(f"{breaker.name} is not a node of the cluster's map")
     try:
-        client.ping(target_nodes=node) if node is not None else client.ping()
+        client.ping(**target)
     except RedisRestartedError:
         # Noticed now (its breaker is marked down, its outage seen): the next connection passes.
-        client.ping(target_nodes=node) if node is not None else client.ping()
+        client.ping(**target)
 
 
 def redis_defer_to_recovery(keep: Callable[[], None], key: str | None = None) -> bool:
@@ -469,7 +455,7 @@ def redis_client() -> redis.Redis | redis.cluster.RedisCluster:
     """The shared client; in cluster mode (REDIS_CLUSTER) a RedisCluster, the one
     ClusterConnectionFactory gives the cache too (core.redis_cluster)."""
     client = get_redis_connection("default")
-    if settings.REDIS_CLUSTER:
+    if _cluster():
         return client  # the hook is on every node's connections already
     connection_kwargs = client.connection_pool.connection_kwargs
     if connection_kwargs.get("redis_connect_func") is not _connected:

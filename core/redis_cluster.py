@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import redis
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
@@ -25,8 +27,21 @@ _lock = threading.Lock()
 _shared: RedisCluster | None = None
 
 
+_enabled: bool | None = None  # settings.REDIS_CLUSTER, read once: the hot path asks several times a call
+
+
 def cluster_enabled() -> bool:
-    return bool(getattr(settings, "REDIS_CLUSTER", False))
+    global _enabled
+    if _enabled is None:
+        _enabled = bool(getattr(settings, "REDIS_CLUSTER", False))
+    return _enabled
+
+
+@receiver(setting_changed)
+def _enabled_forget(*, setting: str, **kwargs) -> None:
+    global _enabled
+    if setting == "REDIS_CLUSTER":
+        _enabled = None
 
 
 def cluster_seeds(urls: str) -> tuple[list[ClusterNode], dict[str, Any]]:
