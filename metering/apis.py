@@ -16,7 +16,7 @@ from plans.models import BuiltinProduct
 
 from . import api_docs, verify_docs
 from .authentication import MODE_HEADER, mode_header_set
-from .meter import meter_settle_when_sent
+from .gate import MeteredGate
 from .parsers import BoundedJSONParser
 from .products.errors import ProductInputError
 from .products.geocode import geocode_reverse, geocode_search
@@ -27,34 +27,15 @@ from .serializers import (
     valid,
 )
 from .service_tokens import ServiceTokenAuthentication, ServiceTokenRequired
-from .throttling import PlanThrottle, RateLimited, ServiceUnavailable, UsageReadThrottle, throttled_error
+from .throttling import RateLimited, ServiceUnavailable, UsageReadThrottle
 from .usage_export import TestUsageUnavailable, UsageRangeInvalid, usage_csv_response, usage_range_parse
 from .verify import call_settle, key_verify
 
 
-class MeteredApi(APIView):
-    # A billed endpoint: entitlement, then the meter (limit, quota, count), then the usage headers.
-    # (A comment, not a docstring: drf-spectacular would publish a docstring.)
-
-    product: str = ""
-    throttle_classes = [PlanThrottle]
-
-    def throttled(self, request, wait):
-        raise throttled_error(request, wait)
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        mode_header_set(request, response)
-        result = getattr(request, "meter", None)
-        if result is not None:
-            # Only a 2xx is billed; a product's 400/413/415 or a 5xx is released (README "The metered API").
-            meter_settle_when_sent(result=result, response=response)
-            response["X-RateLimit-Limit"] = result.rate_limit
-            response["X-RateLimit-Remaining"] = result.rate_remaining
-            response["X-RateLimit-Reset"] = result.rate_reset_seconds
-            response["X-Quota-Limit"] = result.quota_limit
-            response["X-Quota-Remaining"] = result.quota_remaining
-        return response
+class MeteredApi(MeteredGate, APIView):
+    # A billed endpoint: the gate (key, standing, the meter's limit, quota and count), then the
+    # view, then the usage headers. (A comment, not a docstring: drf-spectacular would publish one.)
+    product: str = ""  # each endpoint's BuiltinProduct
 
 
 class GeocodeApi(MeteredApi):

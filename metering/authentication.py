@@ -4,7 +4,7 @@ from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
-from accounts.keyformat import key_checksum_ok, key_is_shaped
+from accounts.keyformat import key_is_well_formed
 from accounts.ratelimit import attempt_count, attempt_peek, client_ip
 
 from .keyconfig import KeyConfig, Unknown, key_config_cached, key_config_get, key_unknown_reason
@@ -78,13 +78,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         raw = raw_key_from(request)
         if raw is None:
             return None
-        if not key_is_shaped(raw):
-            raise InvalidApiKey()
         known, config = key_config_cached(raw)
         if not known:
-            # The CRC32 tail rejects typos and guesses before any database lookup; a key this
-            # process already knows passed it when it was first seen (one hash per call, no CRC).
-            if not key_checksum_ok(raw):
+            # The shape and the CRC32 tail reject typos and guesses before any database lookup;
+            # a key this process already knows passed both when it was first seen (one hash per
+            # call, nothing else).
+            if not key_is_well_formed(raw):
                 raise InvalidApiKey()
             config = _looked_up(request, raw)
         if config is None:

@@ -3,8 +3,8 @@
 The order of checks costs a client's call nothing until it could be served: an unknown product
 (404), a method the product does not take (405), a path that could leave the base URL (400) or
 a body announced larger than the product allows (413) are answered before the key is even read;
-then the key, the entitlement and the one meter round trip, exactly as for the built-in views
-(same refusals, same headers). Only then is the upstream called. Billing follows its answer: a
+then the metered routes' gate (metering/gate.py: key, standing, entitlement and the meter),
+exactly as for the built-in views (same refusals, same headers). Only then is the upstream called. Billing follows its answer: a
 2xx is billed; its 4xx/5xx pass through unbilled, as do 502 `upstream_unavailable` (refused,
 reset, closed, or broken off midway through its answer) and 504 `upstream_timeout` (no answer
 within the product's timeout). A forwarded answer is settled once it has gone out (WSGI's
@@ -26,10 +26,8 @@ from rest_framework.views import APIView
 
 from plans.selectors import ProductView, product_for_slug
 
-from .authentication import ApiKeyAuthentication, mode_header_set
-from .meter import meter_settle, meter_settle_when_sent
-from .permissions import HasActiveAccount
-from .throttling import PlanThrottle, throttled_error
+from .gate import MeteredGate
+from .meter import meter_settle
 from .upstream import (
     Base, BadPath, BodyIncomplete, BodyTooLarge, Caller, UpstreamResponse, UpstreamTimeout, UpstreamUnavailable,
     base_parse, body_pieces, call_id_new, request_headers, response_headers, target_build, upstream_send,
@@ -79,15 +77,10 @@ class UpstreamTimeoutError(_GatewayError):
     default_code = "upstream_timeout"
 
 
-class GatewayApi(APIView):
+class GatewayApi(MeteredGate, APIView):
     # Not in the OpenAPI schema: each upstream product is listed in the portal's API docs.
     schema = None
-    authentication_classes = [ApiKeyAuthentication]
-    permission_classes = [HasActiveAccount]
-    throttle_classes = [PlanThrottle]
     renderer_classes = [JSONRenderer]
-
-    product: str = ""  # the slug, read by HasActiveAccount and PlanThrottle
     upstream: ProductView | None = None
 
     @property
@@ -98,9 +91,6 @@ class GatewayApi(APIView):
     def perform_content_negotiation(self, request, force=False):
         # The client's Accept is for the upstream; the gateway's own answers are always JSON.
         return self.renderer_classes[0](), "application/json"
-
-    def throttled(self, request, wait):
-        raise throttled_error(request, wait)
 
     def initial(self, request, *args, **kwargs):
         self.upstream = product = product_for_slug(kwargs["slug"])
@@ -160,21 +150,6 @@ class GatewayApi(APIView):
         response = super().handle_exception(exc)
         if isinstance(exc, exceptions.MethodNotAllowed) and self.upstream is not None:
             response["Allow"] = ", ".join(sorted(self.upstream.methods))
-        return response
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        mode_header_set(request, response)
-        result = getattr(request, "meter", None)
-        if result is not None:
-            if not response.streaming:  # a forwarded answer settles when it has gone out
-                # The gateway's own refusals and failures (4xx/5xx) are released, never billed.
-                meter_settle_when_sent(result=result, response=response)
-            response["X-RateLimit-Limit"] = result.rate_limit
-            response["X-RateLimit-Remaining"] = result.rate_remaining
-            response["X-RateLimit-Reset"] = result.rate_reset_seconds
-            response["X-Quota-Limit"] = result.quota_limit
-            response["X-Quota-Remaining"] = result.quota_remaining
         return response
 
 

@@ -72,7 +72,7 @@ class HasActiveAccount(BasePermission):
     """Key present and account in good standing. Runs before the throttle, so a refused call is
     never counted.
 
-    The entitlement to a product is judged by the meter script (PlanThrottle), after its
+    The entitlement to a product is judged by the meter script (metering/gate.py), after its
     config-version check: judged here, on the in-process copy of the config, a product just
     granted would stay refused until that copy expired. The script's refusal counts nothing either.
     """

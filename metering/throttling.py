@@ -7,8 +7,8 @@ from rest_framework.throttling import BaseThrottle
 from accounts.ratelimit import Attempt, attempt_count
 
 from . import testmode
-from .meter import MeteringUnavailable, Outcome, meter_call
-from .permissions import access_check, upgrade_fields
+from .meter import MeterResult, Outcome
+from .permissions import upgrade_fields
 
 
 class RateLimited(exceptions.Throttled):
@@ -52,47 +52,12 @@ REFUSALS = {
 }
 
 
-def throttled_error(request, wait: float | None) -> exceptions.APIException:
-    """The exception a metered view's throttled() raises for a call PlanThrottle refused."""
-    refusal = getattr(request, "meter_refusal", None)
-    if refusal is not None:
-        return refusal
-    result = request.meter
+def meter_refusal(result: MeterResult) -> exceptions.APIException:
+    """The 429 for a call the meter refused, with its Retry-After (metering/gate.py)."""
     if result.outcome == Outcome.QUOTA_EXCEEDED:
-        return QuotaExceeded(wait=wait, product=result.product, included_calls=result.config.included_calls)
-    return REFUSALS.get(result.outcome, RateLimited)(wait=wait)
-
-
-class PlanThrottle(BaseThrottle):
-    """Per-plan limit, hard cap, spend cap and count in one Lua call (README "The metered API").
-
-    DRF's own throttles read then write the cache and are "open to race conditions"; the
-    script does check-and-reserve atomically, so the limit is exact under concurrency. As any
-    DRF throttle, it only says no: wait() gives Retry-After and the view's throttled() raises
-    the error (throttled_error), including the refusals met while metering: metering
-    unavailable, or a config reloaded mid-call that no longer passes (key revoked meanwhile).
-    """
-
-    def allow_request(self, request, view) -> bool:
-        product = view.product
-        self.result = None
-        try:
-            self.result = meter_call(
-                config=request.auth, raw_key=request.raw_api_key, product=product,
-                revalidate=lambda config: access_check(config, product, raw_key=request.raw_api_key),
-            )
-        except MeteringUnavailable:
-            request.meter_refusal = ServiceUnavailable()
-            return False
-        except exceptions.APIException as refusal:
-            request.meter_refusal = refusal
-            return False
-        request.meter = self.result
-        request.auth = self.result.config
-        return self.result.allowed
-
-    def wait(self) -> float | None:
-        return self.result.retry_after if self.result is not None else None
+        return QuotaExceeded(wait=result.retry_after, product=result.product,
+                             included_calls=result.config.included_calls)
+    return REFUSALS.get(result.outcome, RateLimited)(wait=result.retry_after)
 
 
 class UsageReadThrottle(BaseThrottle):

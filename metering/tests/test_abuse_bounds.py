@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.test import APIClient, APIRequestFactory
 
 from accounts.keyformat import key_generate
@@ -11,7 +12,8 @@ from accounts.services import api_key_issue
 from metering.apis import MeteredApi
 from metering.keyconfig import key_config_get
 from metering.services import usage_batch_apply, usage_batch_release, usage_batches_take, usage_flush
-from metering.throttling import PlanThrottle
+from metering.gate import metered_admit
+from metering.throttling import RateLimited
 from plans.models import BuiltinProduct
 from tests.factories import CustomerFactory
 
@@ -101,8 +103,9 @@ def test_cached_usage_stays_exact_through_every_step_of_a_flush(client_with_key,
     assert usage() == 4
 
 
-def test_the_plan_throttle_keeps_drfs_contract(free_customer, free_plan):
-    """allow_request says no without raising; wait() feeds Retry-After; throttled() answers."""
+def test_the_gate_refuses_with_the_meters_error_and_leaves_what_settling_needs(free_customer, free_plan):
+    """A call past the limit: the gate raises 429 `rate_limited` with a Retry-After inside the
+    window, and leaves the meter's answer on the request (the 429's X-RateLimit headers)."""
 
     class View(MeteredApi):
         product = BuiltinProduct.GEOCODE
@@ -111,8 +114,16 @@ def test_the_plan_throttle_keeps_drfs_contract(free_customer, free_plan):
     for _ in range(free_plan.rate_per_minute):
         assert get(raw).status_code == 200
     request = View().initialize_request(APIRequestFactory().get(GEOCODE, HTTP_X_API_KEY=raw))
-    request.auth  # noqa: B018 - authenticates
-    throttle = PlanThrottle()
-    assert throttle.allow_request(request, View()) is False
-    assert 1 <= throttle.wait() <= 60
-    assert request.meter.config == key_config_get(raw)
+    with pytest.raises(RateLimited, match="Rate limit exceeded") as refused:
+        metered_admit(request, product=BuiltinProduct.GEOCODE)
+    assert refused.value.get_codes() == "rate_limited" and 1 <= refused.value.wait <= 60
+    assert request.meter.config == key_config_get(raw) == request.auth
+    assert request.meter.rate_remaining == 0 and not request.meter.allowed
+
+
+def test_a_refused_key_leaves_the_request_unauthenticated(free_customer):
+    """DRF's contract after a failed authentication: user and auth None, not read again."""
+    request = MeteredApi().initialize_request(APIRequestFactory().get(GEOCODE, HTTP_X_API_KEY=key_generate()))
+    with pytest.raises(AuthenticationFailed, match="Invalid API key"):
+        metered_admit(request, product=BuiltinProduct.GEOCODE)
+    assert request.user is None and request.auth is None
