@@ -34,6 +34,7 @@ def post_worker_init(worker) -> None:
     stalled every request in flight about every 30 s, the p99 "stalls" of README "Benchmarks"."""
     gc.freeze()
 
+
 # Our key prefixes, also percent-encoded, followed by whatever the client sent as the body.
 KEY_SHAPED = re.compile(r"sk(?:_|%5f)(?:live|test)(?:_|%5f)[0-9a-z]*", re.IGNORECASE)
 KEY_MASK = "sk_[redacted]"

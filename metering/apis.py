@@ -35,7 +35,7 @@ from .verify import call_settle, key_verify
 class MeteredApi(MeteredGate, APIView):
     # A billed endpoint: the gate (key, standing, the meter's limit, quota and count), then the
     # view, then the usage headers. (A comment, not a docstring: drf-spectacular would publish one.)
-    product: str = ""  # each endpoint's BuiltinProduct
+    pass
 
 
 class GeocodeApi(MeteredApi):

@@ -58,12 +58,11 @@ def metered_admit(request, *, product: str) -> MeterResult:
     it) and request.meter (what settling the call needs)."""
     try:
         found = _key_authentication.authenticate(request)
+        if found is None:
+            raise ApiKeyRequired()
     except exceptions.APIException:
         request.user = request.auth = None  # as DRF leaves a request whose authentication failed
         raise
-    if found is None:
-        request.user = request.auth = None
-        raise ApiKeyRequired()
     request.user, config = found
     request.auth = config
     # Standing before the meter, so a refused call is never counted. The entitlement is judged by

@@ -4,10 +4,10 @@ The order of checks costs a client's call nothing until it could be served: an u
 (404), a method the product does not take (405), a path that could leave the base URL (400) or
 a body announced larger than the product allows (413) are answered before the key is even read;
 then the metered routes' gate (metering/gate.py: key, standing, entitlement and the meter),
-exactly as for the built-in views (same refusals, same headers). Only then is the upstream called. Billing follows its answer: a
-2xx is billed; its 4xx/5xx pass through unbilled, as do 502 `upstream_unavailable` (refused,
-reset, closed, or broken off midway through its answer) and 504 `upstream_timeout` (no answer
-within the product's timeout). A forwarded answer is settled once it has gone out (WSGI's
+exactly as for the built-in views (same refusals, same headers). Only then is the upstream
+called. Billing follows its answer: a 2xx is billed; its 4xx/5xx pass through unbilled, as do
+502 `upstream_unavailable` (refused, reset, closed, or broken off midway through its answer)
+and 504 `upstream_timeout` (no answer within the product's timeout). A forwarded answer is settled once it has gone out (WSGI's
 close()): a 2xx the client stopped reading is billed, one the upstream broke off is not.
 
 Both bodies stream: the request from the WSGI input in 64 KiB pieces (cut with 413 past the

@@ -69,13 +69,9 @@ def access_check(config: KeyConfig | None, product: str | None, *, raw_key: str 
 
 
 class HasActiveAccount(BasePermission):
-    """Key present and account in good standing. Runs before the throttle, so a refused call is
-    never counted.
-
-    The entitlement to a product is judged by the meter script (metering/gate.py), after its
-    config-version check: judged here, on the in-process copy of the config, a product just
-    granted would stay refused until that copy expired. The script's refusal counts nothing either.
-    """
+    """Key present and account in good standing, for the /v1 routes that are not billed
+    (/v1/usage, the usage export). Metered routes check the same in their gate (metering/gate.py),
+    before the meter."""
 
     def has_permission(self, request, view) -> bool:
         if request.auth is None:
