@@ -63,12 +63,13 @@ class TooManyInvalidKeys(exceptions.Throttled):
 
 
 def raw_key_from(request) -> str | None:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
+    meta = request.META  # once: on a DRF request each read is forwarded to Django's
+    header = meta.get("HTTP_AUTHORIZATION")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer":
             return value.strip() or None
-    return request.META.get("HTTP_X_API_KEY", "").strip() or None
+    return meta.get("HTTP_X_API_KEY", "").strip() or None
 
 
 class ApiKeyAuthentication(BaseAuthentication):

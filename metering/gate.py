@@ -76,7 +76,8 @@ def metered_admit(request, *, product: str) -> MeterResult:
     except MeteringUnavailable:
         raise ServiceUnavailable() from None
     request.meter = result
-    request.auth = result.config
+    if result.config is not config:  # reloaded by the meter: the version it metered under
+        request.auth = result.config
     if not result.allowed:
         raise meter_refusal(result)
     return result

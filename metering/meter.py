@@ -89,23 +89,21 @@ def meter_call(
     """Meter one call. `revalidate` re-checks a reloaded config and raises if it now fails.
     With `lease` false the call is metered alone, with an open member of its own (the verify
     API's calls settled later need one)."""
-    now = timezone.now()
     if config.test:
-        return _meter_test(config, raw_key, product, now, revalidate)
+        return _meter_test(config, raw_key, product, timezone.now(), revalidate)
     result = None
     # After an outage this process first runs its recovery (core.redis); if Redis is gone
     # again the call is metered in Postgres. On a cluster: the breaker of the customer's primary.
     node_key = connection.customer_key(config.customer_id, "ver")
     if connection.redis_usable(node_key):
         try:
-            result = _meter_in_redis(config, raw_key, product, now, revalidate,
-                                     lease and settings.METERING_LEASES)
+            result = _meter_in_redis(config, raw_key, product, revalidate, lease and settings.METERING_LEASES)
         except connection.UNAVAILABLE:
             connection.redis_mark_down(node_key)
             # Redis failed under this very call: the config it brought may predate the outage.
             config = revalidate(key_config_reload(raw_key))
     if result is None:
-        result = _meter_in_postgres(revalidate(config), product, now)
+        result = _meter_in_postgres(revalidate(config), product, timezone.now())
     if result.allowed and result.config.alert_at and result.lease is None:
         # A lease never spans an alert threshold (lease.lua): the call reaching one is metered alone.
         _thresholds_announce(result)
@@ -177,8 +175,8 @@ def _thresholds_announce(result: MeterResult) -> None:
         )
 
 
-def _meter_in_redis(config, raw_key, product, now, revalidate, leasing: bool) -> MeterResult:
-    day = now.date()
+def _meter_in_redis(config, raw_key, product, revalidate, leasing: bool) -> MeterResult:
+    day = utc_today()
     if not leasing:
         return _meter_in_script(config, raw_key, product, day, revalidate, leasing=False)
     # A lease is the key's, for one product, day and config version (a new version: a new lease).
@@ -243,6 +241,23 @@ def _meter_in_script(config, raw_key, product, day, revalidate, *, leasing: bool
         if wanted_for is not None:
             leases.lease_fetch_done(wanted_for)
     raise RuntimeError("key config kept changing while metering a call")
+
+
+_today: tuple[float, float, date] = (0.0, 0.0, date.min)  # [start, end) in time.time() seconds, that UTC date
+
+
+def utc_today() -> date:
+    """The UTC date calls are metered under: timezone.now().date() without building a datetime
+    per call (its day is kept with its bounds; a clock moved back, as in tests, is seen too)."""
+    global _today
+    now = time.time()
+    start, end, day = _today
+    if start <= now < end:
+        return day
+    day = datetime.fromtimestamp(now, dt_timezone.utc).date()
+    start = datetime(day.year, day.month, day.day, tzinfo=dt_timezone.utc).timestamp()
+    _today = (start, start + 86400, day)
+    return day
 
 
 def _alerts(config: KeyConfig) -> str:

@@ -467,3 +467,23 @@ def test_leases_off_meters_every_call_alone(settings):
 def test_usage_field_of_a_lease_member_is_its_calls_field():
     field = usage_field(day=timezone.now().date(), product="geocode", key_id=3)
     assert open_calls_batch([f"{field}#ab:1*7", f"{field}#ab:1.1*2", f"{field}#cd:4"]) == {field: 10}
+
+
+@pytest.mark.django_db
+def test_calls_either_side_of_utc_midnight_are_metered_under_their_own_day(settings, time_machine):
+    # The meter keeps today's date with its bounds (metering/meter.py utc_today) instead of asking
+    # the clock for a datetime per call: a call a moment after midnight must still open the new day,
+    # with a lease of its own, and a clock moved back must be followed back.
+    settings.METERING_LEASES = True
+    customer = CustomerFactory(plan=roomy_plan())
+    raw = api_key_issue(customer=customer, name="k").raw
+    time_machine.move_to("2026-12-31T23:59:59.900Z", tick=False)
+    december = [call(raw) for _ in range(2)]
+    time_machine.move_to("2027-01-01T00:00:00.100Z", tick=False)
+    january = call(raw)
+    time_machine.move_to("2026-12-31T12:00:00Z", tick=False)
+    back = call(raw)
+    assert [r.day.isoformat() for r in (*december, january, back)] == [
+        "2026-12-31", "2026-12-31", "2027-01-01", "2026-12-31"]
+    assert january.lease is not december[0].lease and december[1].lease is december[0].lease
+    assert january.field.startswith("d|2027-01-01|geocode|")
