@@ -8,7 +8,9 @@ the committer thread (metering/batcher.py) closes it with lease_close.lua: the c
 are billed, the month units of the others and the unused window places are given back. Calls
 still running at that moment stay open under a residual member, closed once they are answered.
 A process holds at most one admitting lease per key, product, day and config version; threads
-share it under one lock. A forked child starts with none.
+share it under one lock. Once a big enough lease is half used, the call admitted at that point
+asks for the next one (a prefetch, held until the current one is spent or expires), so a busy
+key's calls never wait on Redis when a lease runs out. A forked child starts with none.
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ LEASE_WORTH = LEASE_FIRST // 2
 MAX_SIZES_KEPT = 10_000
 # How long a thread waits for another thread's ask for a lease before metering its call alone.
 FETCH_WAIT_SECONDS = 0.05
+# A lease of at least this many calls asks for the next one once half of it is admitted: the
+# busy keys, whose threads would otherwise all wait on the round trip when it runs out.
+PREFETCH_FROM = 4 * LEASE_FIRST
 
 
 @dataclass(eq=False, slots=True)
@@ -72,6 +77,7 @@ class Lease:
 _lock = threading.Lock()
 _fetched = threading.Condition(_lock)  # a thread's ask for a lease was answered
 _admitting: dict[tuple, Lease] = {}  # the lease calls of a key are admitted under
+_next: dict[tuple, Lease] = {}  # granted ahead (a prefetch): admits once the key's current one is done
 _fetching: set[tuple] = set()  # keys whose lease one thread is asking Redis for
 _refused: dict[tuple, float] = {}  # keys whose last ask got no lease (near a limit), until when
 _closing: list[Lease] = []  # retired, waiting for their close (or their running calls)
@@ -92,10 +98,16 @@ def lease_take(key: tuple) -> tuple[tuple[Lease, int] | None, int]:
     asking for the key's lease, wait for its answer (a round trip) rather than send another; near
     a limit (its last ask got no lease) meter the call alone at once (1: lease.lua then behaves
     exactly as meter.lua). Asking for more than 1 makes this thread the one that asks: it must
-    call lease_open or lease_fetch_done."""
+    call lease_open or lease_fetch_done. An admitted call may also be told to ask for the key's
+    next lease ahead ((held, calls to ask for)): the same obligation, with lease_open(ahead=True)."""
     with _lock:
         held = _admit(key)
         if held is not None:
+            lease = held[0]
+            if lease.admitted * 2 == lease.units and lease.units >= PREFETCH_FROM and \
+                    key not in _fetching and key not in _next:
+                _fetching.add(key)
+                return held, max(lease.units, _sizes.get(lease.size_key, 0))
             return held, 0
         if key in _fetching:
             if _refused.get(key, 0.0) > time.monotonic():
@@ -143,7 +155,14 @@ def _admit(key: tuple) -> tuple[Lease, int] | None:
         return lease, lease.admitted - 1
     _retire(key, lease, now)
     _wake()
-    return None
+    ahead = _next.pop(key, None)
+    if ahead is None:
+        return None
+    if now >= ahead.deadline:
+        _retire(key, ahead, now, adapt=False)
+        return None
+    _admitting[key] = ahead
+    return _admit(key)
 
 
 def lease_fetch_done(key: tuple) -> None:
@@ -158,8 +177,9 @@ def lease_fetch_done(key: tuple) -> None:
 
 def lease_open(*, key: tuple, customer_id: int, day: date, field: str, key_id: int, member: str, open_member: str,
                units: int, sent_at: float, granted_at: int, limit: int, remaining: int, reset_ms: int,
-               month_calls: int) -> Lease:
-    """Hold the lease lease.lua granted; its first call is the one that asked. Admission stops
+               month_calls: int, ahead: bool = False) -> Lease:
+    """Hold the lease lease.lua granted; its first call is the one that asked, unless it was asked
+    `ahead` (then it waits, unused, for the key's current lease to be done). Admission stops
     METERING_LEASE_MS after `sent_at` (before the script was sent), so every call admitted under it
     is admitted before Redis's clock reaches the score of its window place."""
     lease = Lease(
@@ -168,15 +188,19 @@ def lease_open(*, key: tuple, customer_id: int, day: date, field: str, key_id: i
         # 1 ms short of the places' score: Redis's now in the script is rounded down to the ms.
         deadline=sent_at + (lease_ms() - 1) / 1000, size_key=key[:1] + key[2:], limit=limit, remaining=remaining,
         reset_ms=reset_ms, month_first=month_calls - units + 1, granted_at=granted_at, sent_at=sent_at,
-        admitted_ms=[1],  # the call that asked was admitted by the script itself
+        # The call that asked was admitted by the script itself; a lease asked ahead has none yet.
+        admitted_ms=[] if ahead else [1], admitted=0 if ahead else 1,
     )
     with _lock:
         _fetching.discard(key)
         _refused.pop(key, None)
         previous = _admitting.get(key)
-        if previous is not None:
-            _retire(key, previous, time.monotonic())
-        _admitting[key] = lease
+        if ahead and previous is not None and not previous.retired:
+            _next[key] = lease
+        else:
+            if previous is not None:
+                _retire(key, previous, time.monotonic())
+            _admitting[key] = lease
         _fetched.notify_all()
     _wake()
     return lease
@@ -199,7 +223,7 @@ def leases_next_deadline() -> float:
     with _lock:
         if _requeued or any(_close_now(lease) for lease in _closing):
             return 0.0
-        return min((lease.deadline for lease in _admitting.values()), default=float("inf"))
+        return min((lease.deadline for lease in (*_admitting.values(), *_next.values())), default=float("inf"))
 
 
 def leases_close_due(*, everything: bool = False) -> list[tuple[tuple, tuple]]:
@@ -211,6 +235,10 @@ def leases_close_due(*, everything: bool = False) -> list[tuple[tuple, tuple]]:
         for key, lease in list(_admitting.items()):
             if everything or now >= lease.deadline or lease.admitted >= lease.units:
                 _retire(key, lease, now)
+        for key, lease in list(_next.items()):
+            if everything or now >= lease.deadline:  # never admitted a call: every unit goes back
+                del _next[key]
+                _retire(key, lease, now, adapt=False)
         closes, _requeued = _requeued, []
         keep = []
         for lease in _closing:
@@ -231,13 +259,16 @@ def leases_requeue(closes: list[tuple[tuple, tuple]]) -> None:
         _requeued = closes + _requeued
 
 
-def _retire(key: tuple, lease: Lease, now: float) -> None:
-    """Stop admitting under `lease` (the lock is held) and adapt the key's next lease size."""
+def _retire(key: tuple, lease: Lease, now: float, *, adapt: bool = True) -> None:
+    """Stop admitting under `lease` (the lock is held) and adapt the key's next lease size (not
+    for a lease asked ahead that never admitted: it says nothing of how busy the key is)."""
     if _admitting.get(key) is lease:
         del _admitting[key]
     lease.retired = True
     lease.closing_since = now
     _closing.append(lease)
+    if not adapt:
+        return
     if len(_sizes) > MAX_SIZES_KEPT:
         _sizes.clear()  # sizes are relearned in a few leases: no need to keep them for old days
         _alone.clear()
@@ -299,10 +330,10 @@ def _wake() -> None:
 
 def _reset_after_fork() -> None:
     # The parent's leases are the parent's to close: a child starts with none.
-    global _lock, _fetched, _admitting, _fetching, _refused, _closing, _requeued, _sizes, _alone
+    global _lock, _fetched, _admitting, _next, _fetching, _refused, _closing, _requeued, _sizes, _alone
     _lock = threading.Lock()
     _fetched = threading.Condition(_lock)
-    _admitting, _fetching, _refused, _closing, _requeued, _sizes, _alone = {}, set(), {}, [], [], {}, {}
+    _admitting, _next, _fetching, _refused, _closing, _requeued, _sizes, _alone = {}, {}, set(), {}, [], [], {}, {}
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

@@ -183,6 +183,8 @@ def _meter_in_redis(config, raw_key, product, revalidate, leasing: bool) -> Mete
     key = (config.customer_id, config.version, config.key_id, product, day)
     held, wanted = leases.lease_take(key)
     if held is not None:
+        if wanted:  # the lease is half used: ask for the next one now, so no call waits for it
+            _lease_ahead(config, product, day, key, wanted)
         return _lease_result(config, *held, product)
     return _meter_in_script(config, raw_key, product, day, revalidate, leasing=True, wanted=wanted,
                             wanted_for=key if wanted > 1 else None)
@@ -214,14 +216,8 @@ def _meter_in_script(config, raw_key, product, day, revalidate, *, leasing: bool
                     client, "lease", (*keys, connection.customer_key(config.customer_id, "leases")),
                     (*args, member, opened, entitled, wanted, settings.METERING_LEASE_MS, _alerts(config)))
                 if len(reply) == 7:
-                    _, limit, remaining, reset_ms, month_calls, units, granted_at = reply
-                    lease = leases.lease_open(
-                        key=key, customer_id=config.customer_id, day=day, field=field, key_id=config.key_id,
-                        member=member, open_member=opened, units=units, sent_at=sent_at, granted_at=granted_at,
-                        limit=limit,
-                        remaining=remaining, reset_ms=reset_ms, month_calls=month_calls)
+                    lease = _lease_hold(config, key, day, field, member, opened, sent_at, reply)
                     wanted_for = None
-                    committer_wake()
                     return _lease_result(config, lease, 0, product)
             outcome = reply[0]
             if outcome == Outcome.STALE:
@@ -241,6 +237,43 @@ def _meter_in_script(config, raw_key, product, day, revalidate, *, leasing: bool
         if wanted_for is not None:
             leases.lease_fetch_done(wanted_for)
     raise RuntimeError("key config kept changing while metering a call")
+
+
+def _lease_ahead(config: KeyConfig, product: str, day: date, key: tuple, wanted: int) -> None:
+    """Ask lease.lua for the key's next lease while its current one still admits (see
+    leases.lease_take). Anything but a grant (a limit near, a newer config, Redis gone) takes
+    nothing: the call that next finds no lease meters as usual and handles it."""
+    granted = False
+    try:
+        client = connection.redis_client()
+        member = _member()
+        keys, args, field = _call_shape(config, product, day)
+        opened = open_member(field=field, member=member)
+        sent_at = time.monotonic()
+        reply = connection.run_script(
+            client, "lease", (*keys, connection.customer_key(config.customer_id, "leases")),
+            (*args, member, opened, int(product in config.entitlements), wanted, settings.METERING_LEASE_MS,
+             _alerts(config), 1))
+        if len(reply) == 7:
+            _lease_hold(config, key, day, field, member, opened, sent_at, reply, ahead=True)
+            granted = True
+    except connection.UNAVAILABLE:
+        connection.redis_mark_down(connection.customer_key(config.customer_id, "ver"))
+    finally:
+        if not granted:
+            leases.lease_fetch_done(key)
+
+
+def _lease_hold(config: KeyConfig, key: tuple, day: date, field: str, member: str, opened: str, sent_at: float,
+                reply: list, *, ahead: bool = False) -> leases.Lease:
+    """Hold the lease in lease.lua's reply; the committer thread closes it (metering/batcher.py)."""
+    _, limit, remaining, reset_ms, month_calls, units, granted_at = reply
+    lease = leases.lease_open(
+        key=key, customer_id=config.customer_id, day=day, field=field, key_id=config.key_id, member=member,
+        open_member=opened, units=units, sent_at=sent_at, granted_at=granted_at, limit=limit, remaining=remaining,
+        reset_ms=reset_ms, month_calls=month_calls, ahead=ahead)
+    committer_wake()
+    return lease
 
 
 _today: tuple[float, float, date] = (0.0, 0.0, date.min)  # [start, end) in time.time() seconds, that UTC date

@@ -11,7 +11,9 @@
 -- the per-minute limit, and a lease takes at most 1% of the room left under a hard cap or
 -- call ceiling, and never reaches an alert threshold (that call is metered alone).
 -- KEYS: 1 window zset, 2 month counter, 3 open calls zset, 4 config version, 5 leases zset
--- ARGV: 1-10 as meter.lua, 11 calls wanted, 12 lease ms, 13 alert thresholds (comma separated)
+-- ARGV: 1-10 as meter.lua, 11 calls wanted, 12 lease ms, 13 alert thresholds (comma separated),
+-- 14 '1' for a lease asked ahead of its calls (a prefetch: no call of its own, so without a lease
+-- nothing is taken and meter.lua's reply is returned as if for a call not made)
 -- Returns meter.lua's reply, plus the calls granted and Redis's now (ms) when a lease was taken
 -- ({0, limit, remaining, reset_ms, month_calls, g, now}; the month counter already includes all
 -- g). lease_close.lua later moves each used place back to when its call was admitted.
@@ -50,6 +52,9 @@ local function window_keep(key)
   end
 end
 
+if g < 2 and ARGV[14] == '1' then
+  return {0, limit, limit - used, reset, month}
+end
 if g < 2 then
   -- Near a limit: exactly meter.lua's one call.
   redis.call('ZADD', KEYS[1], now, ARGV[8])

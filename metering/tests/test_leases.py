@@ -23,7 +23,7 @@ from accounts.services import api_key_issue, api_key_revoke
 from metering import connection, leases
 from metering.batcher import meter_commits_send, meter_exit
 from metering.keyconfig import key_config_get
-from metering.meter import Outcome, meter_call, meter_settle
+from metering.meter import Outcome, meter_call, meter_settle, utc_today
 from metering.permissions import access_check
 from metering.services import usage_flush, usage_limits_set
 from metering.usage_fields import (
@@ -487,3 +487,47 @@ def test_calls_either_side_of_utc_midnight_are_metered_under_their_own_day(setti
         "2026-12-31", "2026-12-31", "2027-01-01", "2026-12-31"]
     assert january.lease is not december[0].lease and december[1].lease is december[0].lease
     assert january.field.startswith("d|2027-01-01|geocode|")
+
+
+def _busy_key(settings, size: int) -> tuple[str, int]:
+    """A key whose next lease asks for `size` calls, and its customer's id."""
+    settings.METERING_LEASES = True
+    customer = CustomerFactory(plan=roomy_plan())
+    raw = api_key_issue(customer=customer, name="busy").raw
+    call(raw)  # the config, the month counter's seed and the scripts are in place
+    meter_commits_send(leases_all=True)
+    config = key_config_get(raw)
+    leases._sizes[(customer.pk, config.key_id, "geocode", utc_today())] = size
+    return raw, customer.pk
+
+
+@pytest.mark.django_db
+def test_a_busy_key_asks_for_its_next_lease_ahead_so_no_call_waits_when_one_runs_out(settings, monkeypatch):
+    raw, customer_id = _busy_key(settings, 64)
+    redis_commands = this_threads_commands(monkeypatch)
+    per_call, results = [], []
+    for _ in range(128):
+        before = len(redis_commands)
+        results.append(call(raw))
+        per_call.append(len(redis_commands) - before)
+    # Call 1 takes a lease of 64; call 32 (half of it) asks for the next; call 65 is admitted under
+    # that one with no command; call 96 asks for the one after (128: the key used its lease up).
+    assert [i for i, n in enumerate(per_call) if n] == [0, 31, 95]
+    assert max(per_call) == 1
+    assert results[64].lease is not results[63].lease is results[0].lease
+    assert [r.lease for r in results[64:96]] == [results[64].lease] * 32
+    assert results[64].month_calls == results[63].month_calls + 1 == 65 + 1  # the seeding call was the first
+    meter_commits_send(leases_all=True)
+    assert state(customer_id) == {"billed": 129, "month": 129, "window": 129, "open": 0, "leases": 0}
+
+
+@pytest.mark.django_db
+def test_a_lease_asked_ahead_and_never_used_gives_everything_back_and_keeps_the_key_leasing(settings):
+    raw, customer_id = _busy_key(settings, 64)
+    assert [call(raw).lease is not None for _ in range(32)] == [True] * 32
+    # The 32nd call asked ahead: two leases outstanding, both holding their month units.
+    assert state(customer_id)["leases"] == 2 and state(customer_id)["month"] == 1 + 64 + 64
+    time.sleep(LEASE_MS / 1000 + 0.15)  # both leases expire: the second never admitted a call
+    meter_commits_send(leases_all=True)
+    assert state(customer_id) == {"billed": 33, "month": 33, "window": 33, "open": 0, "leases": 0}
+    assert call(raw).lease is not None  # an unused lease asked ahead does not make the key "quiet"
