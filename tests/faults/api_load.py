@@ -9,6 +9,7 @@ bracket ends are, and possibly inside it when its bracket overlaps the window.
 from __future__ import annotations
 
 import bisect
+import http.client
 import json
 import threading
 import time
@@ -42,7 +43,7 @@ def call(url: str, raw: str, timeout: float = 30) -> Answer:
         except ValueError:
             code = ""
         return Answer(error.code, code, sent, time.time())
-    except OSError:
+    except (OSError, http.client.HTTPException):  # also a body cut short (IncompleteRead)
         return Answer(None, "", sent, time.time())
 
 
