@@ -10,9 +10,9 @@ view for one high-volume customer (one key, a plan whose limits the bench never 
 64 customers' keys in turn, and the seed's sequence. Rounds alternate the endpoints so a noisy
 neighbour hurts each of them alike (many short rounds rather than a few long ones, for a machine
 that is not quiet); the median round counts, and the targets' ratios are each round's bare and
-metered runs, seconds apart, taken as the median over rounds (see `paired`). A run counts only if its keep-alive connections
-split evenly enough over the server's worker processes (see `balanced_drive`); otherwise it is
-run again. BENCH_SERVERS picks other servers
+metered runs, seconds apart, taken as the median over rounds (see `paired`). A run counts only
+if its keep-alive connections split evenly enough over the server's worker processes (see
+`balanced_drive`); otherwise it is run again. BENCH_SERVERS picks other servers
 (names of SERVERS separated by ';'). BENCH_QUICK=1 runs one short round on one server with a
 Python load loop instead of wrk (bench/load.py).
 """
@@ -251,7 +251,7 @@ def run(points: list[Endpoint]) -> None:
               f"metered/bare per round: {pair['rounds']}")
 
 
-def paired(bare: list[dict], metered: list[dict]) -> dict[str, float]:
+def paired(bare: list[dict], metered: list[dict]) -> dict[str, float | str]:
     """The three targets' figures, each the median over rounds of that round's bare and metered
     runs (seconds apart), so a neighbour's load that comes and goes between rounds cancels out
     instead of landing on one side of the ratio."""

@@ -7,8 +7,9 @@ then the metered routes' gate (metering/gate.py: key, standing, entitlement and 
 exactly as for the built-in views (same refusals, same headers). Only then is the upstream
 called. Billing follows its answer: a 2xx is billed; its 4xx/5xx pass through unbilled, as do
 502 `upstream_unavailable` (refused, reset, closed, or broken off midway through its answer)
-and 504 `upstream_timeout` (no answer within the product's timeout). A forwarded answer is settled once it has gone out (WSGI's
-close()): a 2xx the client stopped reading is billed, one the upstream broke off is not.
+and 504 `upstream_timeout` (no answer within the product's timeout). A forwarded answer is
+settled once it has gone out (WSGI's close()): a 2xx the client stopped reading is billed, one
+the upstream broke off is not.
 
 Both bodies stream: the request from the WSGI input in 64 KiB pieces (cut with 413 past the
 limit, for a chunked upload that announced no length), the answer as it arrives. The steady

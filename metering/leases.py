@@ -145,16 +145,16 @@ def _want(key: tuple) -> int:
 
 def _admit(key: tuple) -> tuple[Lease, int] | None:
     lease = _admitting.get(key)
-    if lease is None:
-        return None
     now = time.monotonic()
-    if lease.admitted < lease.units and now < lease.deadline:
-        lease.admitted += 1
-        # An upper bound on the admission on Redis's clock (see lease_close.lua).
-        lease.admitted_ms.append(math.ceil((now - lease.sent_at) * 1000) + 1)
-        return lease, lease.admitted - 1
-    _retire(key, lease, now)
-    _wake()
+    if lease is not None:
+        if lease.admitted < lease.units and now < lease.deadline:
+            lease.admitted += 1
+            # An upper bound on the admission on Redis's clock (see lease_close.lua).
+            lease.admitted_ms.append(math.ceil((now - lease.sent_at) * 1000) + 1)
+            return lease, lease.admitted - 1
+        _retire(key, lease, now)
+        _wake()
+    # The current lease is done (here, or retired by the committer): the one asked ahead takes over.
     ahead = _next.pop(key, None)
     if ahead is None:
         return None
@@ -195,7 +195,7 @@ def lease_open(*, key: tuple, customer_id: int, day: date, field: str, key_id: i
         _fetching.discard(key)
         _refused.pop(key, None)
         previous = _admitting.get(key)
-        if ahead and previous is not None and not previous.retired:
+        if ahead and previous is not None:  # still admitting: this one waits its turn
             _next[key] = lease
         else:
             if previous is not None:

@@ -198,11 +198,11 @@ def _meter_in_script(config, raw_key, product, day, revalidate, *, leasing: bool
     member = _member()
     try:
         for _ in range(MAX_RELOADS + 2):
-            keys, args, field = _call_shape(config, product, day)
-            opened = open_member(field=field, member=member)
-            entitled = int(product in config.entitlements)
             if not leasing:
-                reply = connection.run_script(client, "meter", keys, (*args, member, opened, entitled))
+                keys, args, field = _call_shape(config, product, day)
+                opened = open_member(field=field, member=member)
+                reply = connection.run_script(
+                    client, "meter", keys, (*args, member, opened, int(product in config.entitlements)))
             else:
                 key = (config.customer_id, config.version, config.key_id, product, day)
                 if wanted > 1 and wanted_for != key:
@@ -211,10 +211,7 @@ def _meter_in_script(config, raw_key, product, day, revalidate, *, leasing: bool
                         leases.lease_fetch_done(wanted_for)
                     wanted = leases.lease_want(key)
                     wanted_for = key if wanted > 1 else None
-                sent_at = time.monotonic()
-                reply = connection.run_script(
-                    client, "lease", (*keys, connection.customer_key(config.customer_id, "leases")),
-                    (*args, member, opened, entitled, wanted, settings.METERING_LEASE_MS, _alerts(config)))
+                reply, field, opened, sent_at = _lease_ask(client, config, product, day, member, wanted)
                 if len(reply) == 7:
                     lease = _lease_hold(config, key, day, field, member, opened, sent_at, reply)
                     wanted_for = None
@@ -245,15 +242,9 @@ def _lease_ahead(config: KeyConfig, product: str, day: date, key: tuple, wanted:
     nothing: the call that next finds no lease meters as usual and handles it."""
     granted = False
     try:
-        client = connection.redis_client()
         member = _member()
-        keys, args, field = _call_shape(config, product, day)
-        opened = open_member(field=field, member=member)
-        sent_at = time.monotonic()
-        reply = connection.run_script(
-            client, "lease", (*keys, connection.customer_key(config.customer_id, "leases")),
-            (*args, member, opened, int(product in config.entitlements), wanted, settings.METERING_LEASE_MS,
-             _alerts(config), 1))
+        reply, field, opened, sent_at = _lease_ask(connection.redis_client(), config, product, day, member, wanted,
+                                                   ahead=True)
         if len(reply) == 7:
             _lease_hold(config, key, day, field, member, opened, sent_at, reply, ahead=True)
             granted = True
@@ -262,6 +253,20 @@ def _lease_ahead(config: KeyConfig, product: str, day: date, key: tuple, wanted:
     finally:
         if not granted:
             leases.lease_fetch_done(key)
+
+
+def _lease_ask(client, config: KeyConfig, product: str, day: date, member: str, wanted: int, *,
+               ahead: bool = False) -> tuple[list, str, str, float]:
+    """Send lease.lua for one call, or `ahead` for none: (its reply, the call's usage field, its
+    open member, when the script was sent)."""
+    keys, args, field = _call_shape(config, product, day)
+    opened = open_member(field=field, member=member)
+    sent_at = time.monotonic()
+    reply = connection.run_script(
+        client, "lease", (*keys, connection.customer_key(config.customer_id, "leases")),
+        (*args, member, opened, int(product in config.entitlements), wanted, settings.METERING_LEASE_MS,
+         _alerts(config), int(ahead)))
+    return reply, field, opened, sent_at
 
 
 def _lease_hold(config: KeyConfig, key: tuple, day: date, field: str, member: str, opened: str, sent_at: float,

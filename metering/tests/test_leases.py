@@ -531,3 +531,15 @@ def test_a_lease_asked_ahead_and_never_used_gives_everything_back_and_keeps_the_
     meter_commits_send(leases_all=True)
     assert state(customer_id) == {"billed": 33, "month": 33, "window": 33, "open": 0, "leases": 0}
     assert call(raw).lease is not None  # an unused lease asked ahead does not make the key "quiet"
+
+
+@pytest.mark.django_db
+def test_a_lease_asked_ahead_takes_over_though_the_committer_retired_the_current_one_first(settings, monkeypatch):
+    raw, customer_id = _busy_key(settings, 64)
+    used = [call(raw) for _ in range(64)]  # the 32nd asked ahead; the lease is now spent
+    meter_commits_send()  # the committer retires and closes the spent lease before any call finds it so
+    redis_commands = this_threads_commands(monkeypatch)
+    after = call(raw)
+    assert redis_commands == [] and after.lease is not None and after.lease is not used[0].lease
+    meter_commits_send(leases_all=True)
+    assert state(customer_id) == {"billed": 66, "month": 66, "window": 66, "open": 0, "leases": 0}
